@@ -1,0 +1,93 @@
+"""The GET cache: one Flask-Caching extension, four backends, and the X-Cache header.
+
+X-Cache tells clients what the cache did for a GET, so that hit rates can be measured from
+outside: HIT (served from the cache), MISS (the view ran and the cache was asked), BYPASS
+(the cache backend failed, so the view ran without it).
+"""
+
+import logging
+import os
+from pathlib import Path
+
+from flask import Flask, Response, g, request
+from flask_caching import Cache
+from flask_caching.signals import (
+    cache_memoize_hit,
+    cache_memoize_miss,
+    cache_view_hit,
+    cache_view_miss,
+)
+
+from service.store import get_store
+
+log = logging.getLogger(__name__)
+
+cache = Cache()
+
+CACHE_TYPES = {
+    "none": "NullCache",
+    "simple": "SimpleCache",
+    "filesystem": "FileSystemCache",
+    "redis": "RedisCache",
+}
+
+
+def init_app(app: Flask) -> None:
+    """Attach the cache selected by CACHE_BACKEND; call after the store is attached."""
+    backend = app.config["CACHE_BACKEND"]
+    with app.app_context():
+        deployment = get_store().deployment_id
+    config = {
+        "CACHE_TYPE": CACHE_TYPES[backend],
+        "CACHE_NO_NULL_WARNING": True,
+        "CACHE_ENABLE_SIGNALS": True,
+        "CACHE_KEY_PREFIX": app.config["CACHE_KEY_PREFIX"] or f"cachebench:{deployment}:",
+    }
+    if backend == "filesystem":
+        # FileSystemCache has no key prefix: a directory per deployment keeps runs apart.
+        base = private_directory(Path(app.config["CACHE_DIR"] or Path(app.instance_path) / "cache"))
+        config["CACHE_DIR"] = str(private_directory(base / deployment))
+    cache.init_app(app, config)
+    app.after_request(add_x_cache_header)
+
+
+def private_directory(path: Path) -> Path:
+    """Make `path` (and missing parents) readable by this user only."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def mark_view_ran() -> None:
+    """Called by the GET view body: the view ran, whether or not the cache was reached."""
+    g.view_ran = True
+
+
+def invalidation_failed(exc: Exception) -> None:
+    log.error("cache invalidation failed, the cached GET may be stale: %s", exc)
+    g.cache_status = "BYPASS"
+
+
+def _record(status: str):
+    def receiver(sender: object, **extra: object) -> None:
+        g.cache_status = status
+
+    return receiver
+
+
+# Flask-Caching signals a hit or a miss once it has read the backend; when the backend
+# raises it logs, calls the view and signals nothing, which is how BYPASS is told apart.
+_on_hit, _on_miss = _record("HIT"), _record("MISS")
+for _signal in (cache_view_hit, cache_memoize_hit):
+    _signal.connect(_on_hit)
+for _signal in (cache_view_miss, cache_memoize_miss):
+    _signal.connect(_on_miss)
+
+
+def add_x_cache_header(response: Response) -> Response:
+    status = g.get("cache_status")
+    if status is None and request.method == "GET" and g.get("view_ran"):
+        status = "BYPASS"
+    if status is not None:
+        response.headers["X-Cache"] = status
+    return response

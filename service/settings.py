@@ -1,0 +1,200 @@
+"""Every setting of the videos service, its default, and how a value is checked.
+
+One table serves the app factory, the gunicorn config and the README, so a setting
+cannot be read in one place and forgotten in another.
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+CACHE_BACKENDS = ("none", "simple", "filesystem", "redis")
+CACHE_STRATEGIES = ("cached", "memoize", "memoize-fixed")
+STORES = ("sqlite", "memory")
+WORK_PHASES = ("before-read", "after-read")
+
+
+class SettingError(ValueError):
+    """A setting has a value the service cannot run with."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    parse: Callable[[Any], Any]
+    help: str
+    applies_to: str = "app"  # "app" (create_app) or "gunicorn" (gunicorn.conf.py)
+
+
+def choice(*allowed: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+def integer(minimum: int, maximum: int | None = None) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError("must be a whole number")
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValueError("must be a whole number") from None
+        if number < minimum or (maximum is not None and number > maximum):
+            bound = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+            raise ValueError(f"must be a whole number {bound}")
+        return number
+
+    return parse
+
+
+def optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def parse_optional(value: Any) -> Any:
+        return None if value in (None, "") else parse(value)
+
+    return parse_optional
+
+
+def text(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("must be a non-empty string")
+    return value
+
+
+def boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no"):
+        return value.lower() in ("1", "true", "yes")
+    raise ValueError("must be true or false")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "CACHE_BACKEND",
+        "simple",
+        choice(*CACHE_BACKENDS),
+        "Which cache: `none` (NullCache), `simple` (SimpleCache, per process, as in the "
+        "tutorial), `filesystem` (FileSystemCache in `CACHE_DIR`), `redis` (RedisCache).",
+    ),
+    Setting(
+        "CACHE_STRATEGY",
+        "cached",
+        choice(*CACHE_STRATEGIES),
+        'How GET is cached: `cached` (the tutorial\'s `@cache.cached(key_prefix="get%s")`), '
+        "`memoize` (the tutorial's pitfall: keys on the per-request Resource instance), "
+        "`memoize-fixed` (memoize ignoring `self`, invalidated on PUT and DELETE).",
+    ),
+    Setting(
+        "CACHE_DEFAULT_TIMEOUT",
+        300,
+        integer(0),
+        "Seconds a cached GET lives (0: until invalidated).",
+    ),
+    Setting(
+        "CACHE_VIEW_TIMEOUT",
+        None,
+        optional(integer(0)),
+        "Per-view timeout in seconds, as the tutorial's `timeout=50`; unset: "
+        "`CACHE_DEFAULT_TIMEOUT`.",
+    ),
+    Setting(
+        "CACHE_DIR",
+        None,
+        optional(text),
+        "FileSystemCache base directory (made 0700); each deployment uses its own "
+        "subdirectory. Unset: `cache` in Flask's instance folder.",
+    ),
+    Setting(
+        "CACHE_REDIS_URL", "redis://127.0.0.1:6379/0", text, "Redis server of the `redis` backend."
+    ),
+    Setting(
+        "CACHE_KEY_PREFIX",
+        None,
+        optional(text),
+        "Redis key prefix. Unset: `cachebench:<deployment>:`, where the deployment id is made "
+        "when the store is created, so runs never see each other's keys.",
+    ),
+    Setting(
+        "VIDEOS_STORE",
+        "sqlite",
+        choice(*STORES),
+        "`sqlite` (shared by all workers) or `memory` (the tutorial's dict: one process only).",
+    ),
+    Setting(
+        "VIDEOS_DATABASE",
+        None,
+        optional(text),
+        "SQLite file, created and seeded on first use. Unset: `videos.sqlite` in Flask's "
+        "instance folder.",
+    ),
+    Setting(
+        "VIDEOS_BUSY_TIMEOUT_MS",
+        5000,
+        integer(0),
+        "How long a write waits for SQLite's lock before the request fails with 503.",
+    ),
+    Setting(
+        "VIDEOS_WORK_MS",
+        1000,
+        integer(0, 60_000),
+        "Milliseconds of simulated expensive work in GET (the tutorial's `time.sleep(1)`).",
+    ),
+    Setting(
+        "VIDEOS_WORK_PHASE",
+        "before-read",
+        choice(*WORK_PHASES),
+        "`before-read` (the tutorial's order) or `after-read`, which sleeps between reading the "
+        "store and answering and so widens the window of the cache-aside race (a reader fills "
+        "the cache with a value a concurrent PUT has just replaced).",
+    ),
+    Setting(
+        "SERVICE_BIND",
+        "127.0.0.1:8000",
+        text,
+        "Address gunicorn listens on (loopback by default).",
+        "gunicorn",
+    ),
+    Setting("SERVICE_WORKERS", 2, integer(1, 64), "Gunicorn worker processes.", "gunicorn"),
+    Setting(
+        "SERVICE_THREADS",
+        1,
+        integer(1, 256),
+        "Threads per worker (more than 1 selects the `gthread` worker).",
+        "gunicorn",
+    ),
+    Setting(
+        "SERVICE_ACCESS_LOG",
+        False,
+        boolean,
+        "Log every request to stdout (off by default: it costs throughput).",
+        "gunicorn",
+    ),
+)
+
+BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+def parse_settings(values: Mapping[str, Any], applies_to: str = "app") -> dict[str, Any]:
+    """The settings of `applies_to` found in `values`, checked and converted.
+
+    Raises SettingError naming the first bad setting and what it accepts.
+    """
+    parsed = {}
+    for setting in SETTINGS:
+        if setting.applies_to != applies_to or setting.name not in values:
+            continue
+        value = values[setting.name]
+        try:
+            parsed[setting.name] = setting.parse(value)
+        except ValueError as exc:
+            raise SettingError(f"{setting.name}={value!r}: {exc}") from None
+    return parsed
+
+
+def defaults(applies_to: str = "app") -> dict[str, Any]:
+    return {s.name: s.default for s in SETTINGS if s.applies_to == applies_to}

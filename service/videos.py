@@ -1,0 +1,139 @@
+"""The tutorial's Video resource: GET (cached), PUT and DELETE on /videos/<id>, and /health."""
+
+import time
+
+from flask import Flask, current_app, request
+from flask.typing import ResponseReturnValue
+from flask_restful import Api, Resource, abort
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from service.cache import cache, invalidation_failed, mark_view_ran
+from service.store import StoreError, get_store
+from service.validation import MAX_BODY_BYTES, InvalidInput, check_video_id, parse_video
+
+
+def read_video(video_id: int) -> tuple[dict, int]:
+    """The GET view body: the expensive work, then the store, as in the tutorial."""
+    mark_view_ran()
+    config = current_app.config
+    if config["VIDEOS_WORK_PHASE"] == "before-read":
+        time.sleep(config["VIDEOS_WORK_MS"] / 1000)
+    video = get_store().get(video_id)
+    if config["VIDEOS_WORK_PHASE"] == "after-read":
+        time.sleep(config["VIDEOS_WORK_MS"] / 1000)
+    if video is None:
+        abort(404, message="video doesn't exist")
+    return video, 200
+
+
+def read_body() -> bytes:
+    """The request body, or 413 if it is longer than MAX_BODY_BYTES.
+
+    Flask's MAX_CONTENT_LENGTH is set one byte higher: for a chunked body Werkzeug stops
+    reading at the limit without an error, so only a body past it proves it too long.
+    """
+    try:
+        body = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        body = None
+    if body is None or len(body) > MAX_BODY_BYTES:
+        abort(413, message=f"the body is larger than {MAX_BODY_BYTES} bytes")
+    return body
+
+
+class VideoResource(Resource):
+    """PUT and DELETE; each strategy's subclass adds the cached GET and its invalidation."""
+
+    def dispatch_request(self, *args: object, **kwargs: object) -> ResponseReturnValue:
+        try:
+            check_video_id(kwargs["video_id"])
+            return super().dispatch_request(*args, **kwargs)
+        except InvalidInput as exc:
+            abort(400, message=str(exc), **({"field": exc.field} if exc.field else {}))
+        except StoreError as exc:
+            current_app.logger.error("store error: %s", exc)
+            abort(503, message=f"the video store is unavailable: {exc}")
+
+    def put(self, video_id: int) -> tuple[dict, int]:
+        if not request.is_json:
+            abort(415, message="PUT needs a JSON body with Content-Type: application/json")
+        video = parse_video(read_body())
+        get_store().put(video_id, video)
+        self._invalidate(video_id)
+        return video, 201
+
+    def delete(self, video_id: int) -> tuple[str, int]:
+        if not get_store().delete(video_id):
+            abort(404, message="video doesn't exist")
+        self._invalidate(video_id)
+        return "", 204
+
+    def _invalidate(self, video_id: int) -> None:
+        # The write is already committed: a cache that cannot be reached must not turn it
+        # into an error, but it may now serve the old value until the TTL, so say so.
+        try:
+            self.invalidate(video_id)
+        except Exception as exc:
+            invalidation_failed(exc)
+
+    def invalidate(self, video_id: int) -> None:
+        raise NotImplementedError
+
+
+def video_resource(strategy: str, timeout: int | None) -> type[VideoResource]:
+    """The Video resource whose GET is cached with `strategy` for `timeout` seconds."""
+    if strategy == "cached":
+
+        class Video(VideoResource):
+            @cache.cached(timeout=timeout, key_prefix="get%s")
+            def get(self, video_id: int) -> tuple[dict, int]:
+                return read_video(video_id)
+
+            def invalidate(self, video_id: int) -> None:
+                cache.delete(f"get/videos/{video_id}")
+
+    elif strategy == "memoize":
+
+        class Video(VideoResource):
+            # The tutorial's pitfall: the key includes `self`, and Flask-RESTful makes a new
+            # Resource per request, so a hit needs a new instance at a reused address.
+            @cache.memoize(timeout=timeout)
+            def get(self, video_id: int) -> tuple[dict, int]:
+                return read_video(video_id)
+
+            def invalidate(self, video_id: int) -> None:
+                cache.delete_memoized(self.get, video_id)
+
+    else:
+
+        class Video(VideoResource):
+            @cache.memoize(timeout=timeout, args_to_ignore=["self"])
+            def get(self, video_id: int) -> tuple[dict, int]:
+                return read_video(video_id)
+
+            def invalidate(self, video_id: int) -> None:
+                cache.delete_memoized(self.get, video_id)
+
+    return Video
+
+
+class Health(Resource):
+    """What is being served, for the tools that start the service and wait for it."""
+
+    def get(self) -> dict:
+        config = current_app.config
+        return {
+            "status": "ok",
+            "store": config["VIDEOS_STORE"],
+            "cache_backend": config["CACHE_BACKEND"],
+            "cache_strategy": config["CACHE_STRATEGY"],
+            "work_ms": config["VIDEOS_WORK_MS"],
+            "work_phase": config["VIDEOS_WORK_PHASE"],
+        }
+
+
+def init_app(app: Flask) -> None:
+    api = Api(app, catch_all_404s=True)
+    resource = video_resource(app.config["CACHE_STRATEGY"], app.config["CACHE_VIEW_TIMEOUT"])
+    api.add_resource(resource, "/videos/<int:video_id>", endpoint="video")
+    api.add_resource(Health, "/health")

@@ -1,0 +1,135 @@
+"""What the cache does, seen through X-Cache and the backends themselves."""
+
+import logging
+import stat
+
+import pytest
+import redis
+
+from service.cache import cache
+from service.settings import CACHE_BACKENDS
+
+NEW = {"name": "Cats", "views": 10, "likes": 2}
+CACHING_BACKENDS = [b for b in CACHE_BACKENDS if b != "none"]
+
+
+def x_cache(client, path="/videos/1"):
+    return client.get(path).headers.get("X-Cache")
+
+
+def redis_key(app, key):
+    """The name under which `app`'s Redis cache stores `key`."""
+    with app.app_context():
+        return cache.cache.key_prefix + key
+
+
+@pytest.mark.parametrize("strategy", ["cached", "memoize-fixed"])
+def test_first_get_misses_next_hits_get_after_put_misses(make_app, backend, strategy):
+    client = make_app(CACHE_BACKEND=backend, CACHE_STRATEGY=strategy).test_client()
+    assert x_cache(client) == "MISS"
+    expected = "MISS" if backend == "none" else "HIT"
+    assert x_cache(client) == expected
+    client.put("/videos/1", json=NEW)
+    assert x_cache(client) == "MISS"
+    assert x_cache(client) == expected
+    client.delete("/videos/1")
+    assert x_cache(client) == "MISS"
+
+
+def test_none_backend_always_misses(make_app, strategy):
+    client = make_app(CACHE_BACKEND="none", CACHE_STRATEGY=strategy).test_client()
+    assert {x_cache(client) for _ in range(10)} == {"MISS"}
+
+
+def test_not_found_is_cached_and_invalidated_by_put(make_app):
+    client = make_app(CACHE_BACKEND="simple").test_client()
+    assert client.get("/videos/9").headers["X-Cache"] == "MISS"
+    assert client.get("/videos/9").headers["X-Cache"] == "HIT"
+    client.put("/videos/9", json=NEW)
+    assert client.get("/videos/9").get_json() == NEW
+
+
+@pytest.mark.parametrize("backend", CACHING_BACKENDS)
+def test_memoize_almost_never_hits_and_fixed_always_does(make_app, backend, request):
+    """The tutorial's pitfall, measured: memoize keys on the per-request Resource."""
+    if backend == "redis":
+        request.getfixturevalue("redis_url")
+    hits = {}
+    for strategy in ("memoize", "memoize-fixed"):
+        client = make_app(CACHE_BACKEND=backend, CACHE_STRATEGY=strategy).test_client()
+        statuses = [x_cache(client) for _ in range(100)]
+        hits[strategy] = statuses.count("HIT")
+    # A memoize hit needs a new Resource at the address of an earlier one: rare, not never.
+    assert hits["memoize"] < 25
+    assert hits["memoize-fixed"] == 99
+
+
+@pytest.mark.parametrize("backend", CACHING_BACKENDS)
+def test_cached_key_is_the_tutorials_and_put_deletes_exactly_it(make_app, backend, request):
+    if backend == "redis":
+        request.getfixturevalue("redis_url")
+    app = make_app(CACHE_BACKEND=backend)
+    client = app.test_client()
+    client.get("/videos/1")
+    client.put("/videos/2", json=NEW)
+    client.get("/videos/2")
+    with app.app_context():
+        assert cache.get("get/videos/1") is not None
+        assert cache.get("get/videos/2") is not None
+    client.put("/videos/1", json=NEW)
+    with app.app_context():
+        assert cache.get("get/videos/1") is None
+        assert cache.get("get/videos/2") is not None
+
+
+def test_filesystem_cache_directory_is_private(make_app, tmp_path):
+    make_app(CACHE_BACKEND="filesystem").test_client().get("/videos/1")
+    base = tmp_path / "cache"
+    (deployment,) = base.iterdir()
+    for directory in (base, deployment):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+
+
+def test_redis_keys_carry_a_prefix_per_deployment(make_app, tmp_path, redis_url):
+    first = make_app(CACHE_BACKEND="redis", VIDEOS_DATABASE=str(tmp_path / "a.sqlite"))
+    second = make_app(CACHE_BACKEND="redis", VIDEOS_DATABASE=str(tmp_path / "b.sqlite"))
+    first.test_client().put("/videos/1", json=NEW)
+    first.test_client().get("/videos/1")
+    # Same path, another deployment: must not see the first one's cached video.
+    response = second.test_client().get("/videos/1")
+    assert response.headers["X-Cache"] == "MISS"
+    assert response.get_json()["name"] == "HelloWorld"
+    first_key, second_key = redis_key(first, "get/videos/1"), redis_key(second, "get/videos/1")
+    assert first_key != second_key
+    assert first_key.startswith("cachebench:")
+    assert redis.Redis.from_url(redis_url).exists(first_key, second_key) == 2
+
+
+@pytest.mark.parametrize(
+    ("settings", "low", "high"),
+    [({}, 51, 300), ({"CACHE_VIEW_TIMEOUT": 50}, 1, 50), ({"CACHE_DEFAULT_TIMEOUT": 20}, 1, 20)],
+)
+def test_timeouts_reach_the_backend(make_app, redis_url, settings, low, high):
+    app = make_app(CACHE_BACKEND="redis", **settings)
+    app.test_client().get("/videos/1")
+    ttl = redis.Redis.from_url(redis_url).ttl(redis_key(app, "get/videos/1"))
+    assert low <= ttl <= high
+
+
+def test_redis_down_serves_from_the_store_with_bypass(make_app, stoppable_redis, caplog):
+    url, process = stoppable_redis
+    client = make_app(CACHE_BACKEND="redis", CACHE_REDIS_URL=url).test_client()
+    assert x_cache(client) == "MISS"
+    assert x_cache(client) == "HIT"
+    process.terminate()
+    process.wait()
+    with caplog.at_level(logging.ERROR):
+        response = client.get("/videos/1")
+        assert (response.status_code, response.headers["X-Cache"]) == (200, "BYPASS")
+        assert response.get_json()["name"] == "HelloWorld"
+        put = client.put("/videos/1", json=NEW)
+        assert (put.status_code, put.headers["X-Cache"]) == (201, "BYPASS")
+        assert client.get("/videos/1").get_json() == NEW
+        assert client.delete("/videos/1").status_code == 204
+        assert client.get("/videos/1").status_code == 404
+    assert any("cache" in r.getMessage().lower() for r in caplog.records)

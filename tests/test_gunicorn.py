@@ -1,0 +1,114 @@
+"""The tutorial's checks against the real thing: gunicorn with 2 workers on one SQLite store."""
+
+import http.client
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from service.processes import GUNICORN_CONF, gunicorn_service, service_environment
+from service.validation import MAX_BODY_BYTES
+
+SEED = {"name": "HelloWorld", "views": 147, "likes": 3}
+
+
+@pytest.fixture
+def serve(tmp_path, request):
+    """Start the service under gunicorn (2 sync workers) with settings; stopped after the test."""
+    with ExitStack() as stack:
+
+        def start(**settings):
+            if settings.get("CACHE_BACKEND") == "redis":
+                settings.setdefault("CACHE_REDIS_URL", request.getfixturevalue("redis_url"))
+            config = {
+                "VIDEOS_DATABASE": tmp_path / "videos.sqlite",
+                "CACHE_DIR": tmp_path / "cache",
+                "SERVICE_WORKERS": 2,
+                "VIDEOS_WORK_MS": 0,
+                **settings,
+            }
+            return stack.enter_context(gunicorn_service(config, tmp_path / "gunicorn.log"))
+
+        yield start
+
+
+def video(n):
+    return {"name": f"write-{n}", "views": n, "likes": n}
+
+
+@pytest.mark.parametrize("backend", ["filesystem", "redis", "none"])
+def test_second_get_always_shows_the_write(serve, backend):
+    url = serve(CACHE_BACKEND=backend) + "/videos/1"
+    for n in range(10):
+        assert requests.get(url, timeout=10).status_code == 200
+        assert requests.put(url, json=video(n), timeout=10).status_code == 201
+        assert requests.get(url, timeout=10).json() == video(n)
+        assert requests.get(url, timeout=10).status_code == 200
+        assert requests.delete(url, timeout=10).status_code == 204
+        assert requests.get(url, timeout=10).status_code == 404
+        assert requests.put(url, json=video(n), timeout=10).status_code == 201
+
+
+def test_simple_cache_per_worker_serves_the_old_value(serve):
+    """SimpleCache lives in each worker: a PUT invalidates only the worker that served it.
+
+    This is what the harness exists to measure, not a bug to hide. Two GETs sent together
+    while a GET holds its worker in the simulated work reach both workers.
+    """
+    url = serve(CACHE_BACKEND="simple", VIDEOS_WORK_MS=300) + "/videos/1"
+
+    def get_pair():
+        with ThreadPoolExecutor(2) as pool:
+            return [r.json() for r in pool.map(lambda _: requests.get(url, timeout=10), "ab")]
+
+    assert get_pair() == [SEED, SEED]  # both workers now cache the seed
+    assert requests.put(url, json=video(1), timeout=10).status_code == 201
+    seen = get_pair() + get_pair()
+    assert SEED in seen, "the other worker's cache should still hold the old value"
+
+
+def test_chunked_oversized_body_is_413(serve):
+    base = urlsplit(serve(CACHE_BACKEND="none"))
+    connection = http.client.HTTPConnection(base.hostname, base.port, timeout=10)
+    body = b'{"name": "' + b"x" * (2 * MAX_BODY_BYTES) + b'", "views": 1, "likes": 1}'
+    connection.request(
+        "PUT",
+        "/videos/1",
+        body=iter([body]),
+        encode_chunked=True,
+        headers={"Content-Type": "application/json"},
+    )
+    response = connection.getresponse()
+    assert response.status == 413
+    connection.close()
+    assert requests.get(f"{base.geturl()}/videos/1", timeout=10).json() == SEED
+
+
+def test_bad_setting_stops_gunicorn_with_one_line(tmp_path):
+    env = service_environment({"CACHE_BACKEND": "memcached", "SERVICE_BIND": "127.0.0.1:0"})
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "service:create_app()"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "cachebench service: CACHE_BACKEND='memcached': must be one of none, simple, "
+        "filesystem, redis"
+    ]
+
+
+def test_settings_in_the_callers_environment_do_not_leak(monkeypatch):
+    monkeypatch.setenv("CACHE_BACKEND", "redis")
+    env = service_environment({"VIDEOS_WORK_MS": 5})
+    assert "CACHE_BACKEND" not in env
+    assert env["VIDEOS_WORK_MS"] == "5"
+    assert env["PATH"] == os.environ["PATH"]
