@@ -1,0 +1,1 @@
+"""Checking histories, running the comparison matrix, and writing the reports."""
