@@ -1,0 +1,83 @@
+"""The bounds a run's figures must respect, computed beside the measurement.
+
+Each bound follows from how the service and the load are built, so a figure on the wrong
+side of one is a broken measurement (or a broken service), not a result:
+- Little's law at the server: every GET that misses holds a worker slot for VIDEOS_WORK_MS,
+  so misses per second <= workers x threads / work time. With no cache every GET misses and
+  a saturated server should run at that bound.
+- A miss cannot be faster than the work it does: GET MISS latency >= VIDEOS_WORK_MS.
+- The response-time law at the client: N closed-loop users without think time complete at
+  most N / mean response time operations per second; well below it, the load generator
+  itself is the bottleneck.
+- Without a cache nothing can be stale and nothing can hit.
+"""
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+# How far a measurement may stray from a bound it should meet before it is flagged.
+TOLERANCE = 0.10
+
+
+@dataclass(frozen=True)
+class RunShape:
+    """What the bounds depend on: how the service was served and loaded."""
+
+    cache: str
+    workers: int
+    threads: int
+    work_ms: int
+    users: int
+
+
+def run_bounds(
+    history: pd.DataFrame, window: tuple[int, int], shape: RunShape, figures: dict
+) -> dict:
+    """Measured figures and their bounds for one run, plus `bound_flags` naming violations.
+
+    `figures` are the checker's for the same window (throughput, hit and stale rates).
+    """
+    start, end = window
+    in_window = history[(history["t_invoke_ns"] >= start) & (history["t_invoke_ns"] < end)]
+    seconds = (end - start) / 1e9
+    gets = in_window[in_window["op"] == "get"]
+    misses = gets[gets["cache"] == "MISS"]
+    latency_s = (in_window["t_complete_ns"] - in_window["t_invoke_ns"]) / 1e9
+    slots = shape.workers * shape.threads
+    bounds = {
+        "miss_rps": len(misses) / seconds if seconds > 0 else float("nan"),
+        "miss_rps_bound": slots / (shape.work_ms / 1000) if shape.work_ms else float("inf"),
+        "get_miss_min_ms": float(
+            ((misses["t_complete_ns"] - misses["t_invoke_ns"]) / 1e6).min()
+        ) if len(misses) else float("nan"),
+        "get_miss_min_ms_bound": float(shape.work_ms),
+        "throughput_law_rps": (
+            shape.users / latency_s.mean() if len(latency_s) and latency_s.mean() > 0
+            else float("nan")
+        ),
+    }  # fmt: skip
+    bounds["bound_flags"] = "; ".join(bound_flags({**figures, **bounds}, shape))
+    return bounds
+
+
+def bound_flags(figures: dict, shape: RunShape) -> list[str]:
+    flags = []
+    miss_rps, miss_bound = figures["miss_rps"], figures["miss_rps_bound"]
+    if miss_rps > miss_bound * (1 + TOLERANCE):
+        flags.append(f"misses/s {miss_rps:.1f} above Little's-law bound {miss_bound:.1f}")
+    if shape.cache == "none" and miss_rps < miss_bound * (1 - TOLERANCE):
+        flags.append(f"misses/s {miss_rps:.1f} more than 10% below the bound {miss_bound:.1f}")
+    if figures["get_miss_min_ms"] < shape.work_ms:
+        flags.append(f"a MISS took {figures['get_miss_min_ms']:.1f} ms < work {shape.work_ms} ms")
+    law, throughput = figures["throughput_law_rps"], figures["throughput_rps"]
+    if throughput > law * (1 + TOLERANCE):
+        flags.append(f"throughput {throughput:.0f}/s above users/latency {law:.0f}/s")
+    if throughput < law * (1 - TOLERANCE):
+        flags.append(
+            f"throughput {throughput:.0f}/s more than 10% below users/latency {law:.0f}/s: "
+            "the load generator loses time between requests"
+        )
+    if shape.cache == "none" and (figures["stale_reads"] or figures["hit_rate"]):
+        flags.append("stale reads or hits without a cache")
+    return flags

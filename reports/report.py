@@ -1,0 +1,349 @@
+"""The comparison report: figures per configuration and scenario, their bounds, charts and
+a verdict, written as report.md and a self-contained report.html.
+
+`cells` computes the numbers; `build_sections` words them; the renderers only lay them out.
+"""
+
+import base64
+import html
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from reports.stats import UNSTABLE_CV, Estimate, estimate
+
+LATENCY_GROUPS = {"get_hit": "GET HIT", "get_miss": "GET MISS", "put": "PUT"}
+PERCENTILES = ("p50", "p95", "p99", "max")
+CACHE_ORDER = ("none", "simple", "filesystem", "redis", "external")
+
+
+@dataclass
+class Section:
+    title: str
+    paragraphs: list[str] = field(default_factory=list)
+    table: pd.DataFrame | None = None
+    images: list[Path] = field(default_factory=list)
+    code: str | None = None
+
+
+def cells(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per scenario × cache over its quotable repeats: the figures of the report."""
+    quotable = summary[summary["invalid"] == ""]
+    rows = []
+    for (scenario, cache), runs in quotable.groupby(["scenario", "cache"], sort=False):
+        throughput = estimate(runs["throughput_rps"])
+        row = {
+            "scenario": scenario,
+            "cache": cache,
+            "repeats": len(runs),
+            "throughput": throughput,
+            "hit_rate": runs["hit_rate"].median(),
+            "stale_rate": runs["stale_rate"].median(),
+            "stale_reads": int(runs["stale_reads"].sum()),
+            "staleness_median_ms": runs["staleness_median_ms"].median(),
+            "staleness_max_ms": runs["staleness_max_ms"].max(),
+            "errors": int(runs["errors"].sum()),
+            "phantoms": int(runs["phantoms"].sum()),
+            "lost_writes": runs["lost_writes"].sum(min_count=1),
+            "miss_rps": runs["miss_rps"].median(),
+            "miss_rps_bound": runs["miss_rps_bound"].iloc[0],
+            "get_miss_min_ms": runs["get_miss_min_ms"].min(),
+            "get_miss_min_ms_bound": runs["get_miss_min_ms_bound"].iloc[0],
+            "throughput_law_rps": runs["throughput_law_rps"].median(),
+            "bound_flags": "; ".join(sorted({f for f in runs["bound_flags"] if f})),
+        }
+        for group in LATENCY_GROUPS:
+            for p in PERCENTILES:
+                column = f"{group}_{p}_ms"
+                aggregate = runs[column].max() if p == "max" else runs[column].median()
+                row[column] = aggregate
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    order = {c: i for i, c in enumerate(CACHE_ORDER)}
+    return table.sort_values(
+        ["scenario", "cache"], key=lambda s: s.map(order) if s.name == "cache" else s
+    ).reset_index(drop=True)
+
+
+def verdict(scenario_cells: pd.DataFrame) -> str:
+    """The fastest configuration of one scenario, and the stale-read price of each."""
+    fastest = max(scenario_cells.itertuples(), key=lambda c: c.throughput.mean)
+    sentence = f"Fastest: **{fastest.cache}** at {_interval(fastest.throughput)} ops/s"
+    baseline = scenario_cells[scenario_cells["cache"] == "none"]
+    if fastest.cache != "none" and not baseline.empty:
+        base = baseline.iloc[0]["throughput"].mean
+        sentence += f", {fastest.throughput.mean / base:.1f}× no cache" if base else ""
+    sentence += "."
+    prices = []
+    for cell in scenario_cells.itertuples():
+        if cell.stale_reads:
+            prices.append(
+                f"{cell.cache} {cell.stale_rate:.2%} of reads stale (median age "
+                f"{cell.staleness_median_ms:.0f} ms, max {cell.staleness_max_ms:.0f} ms)"
+            )
+        else:
+            prices.append(f"{cell.cache} none stale")
+    sentence += " Stale-read price: " + "; ".join(prices) + "."
+    unstable = [c.cache for c in scenario_cells.itertuples() if c.throughput.unstable]
+    if unstable:
+        sentence += (
+            f" Unstable (throughput CV ≥ {UNSTABLE_CV:.0%}): {', '.join(unstable)}; "
+            "compare them with care."
+        )
+    return sentence
+
+
+def _interval(e: Estimate) -> str:
+    if e.n < 2:
+        return f"{e.mean:.0f} (1 run, no interval)"
+    return f"{e.mean:.0f} [{e.low:.0f}–{e.high:.0f}]"
+
+
+def _ms(value: float) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.1f}"
+
+
+def _rate(value: float) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.1%}"
+
+
+def comparison_table(scenario_cells: pd.DataFrame) -> pd.DataFrame:
+    """The figures of one scenario, worded for the reader."""
+    rows = []
+    for cell in scenario_cells.itertuples():
+        row = {
+            "cache": cell.cache,
+            "ops/s mean [95% CI]": _interval(cell.throughput),
+            "CV": "–" if math.isnan(cell.throughput.cv) else (
+                f"{cell.throughput.cv:.1%}" + (" ⚠" if cell.throughput.unstable else "")
+            ),
+            "hit rate": _rate(cell.hit_rate),
+            "stale reads": f"{_rate(cell.stale_rate)} ({cell.stale_reads})",
+            "stale age median / max ms": (
+                f"{_ms(cell.staleness_median_ms)} / {_ms(cell.staleness_max_ms)}"
+                if cell.stale_reads else "–"
+            ),
+        }  # fmt: skip
+        for group, label in LATENCY_GROUPS.items():
+            row[f"{label} p50/p95/p99/max ms"] = " / ".join(
+                _ms(getattr(cell, f"{group}_{p}_ms")) for p in PERCENTILES
+            )
+        row["errors"] = cell.errors
+        row["phantoms"] = cell.phantoms
+        row["lost writes"] = "–" if pd.isna(cell.lost_writes) else int(cell.lost_writes)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def bounds_table(scenario_cells: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for c in scenario_cells.itertuples():
+        rows.append({
+            "cache": c.cache,
+            "misses/s (≤ slots ÷ work)": f"{c.miss_rps:.1f} (≤ {c.miss_rps_bound:.1f})",
+            "fastest MISS ms": f"{_ms(c.get_miss_min_ms)} (≥ {c.get_miss_min_ms_bound:.0f})",
+            "ops/s (≤ users ÷ latency)": f"{c.throughput.mean:.0f} (≤ {c.throughput_law_rps:.0f})",
+            "flags": c.bound_flags or "ok",
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def charts(cell_table: pd.DataFrame, directory: Path) -> list[Path]:
+    """Throughput by configuration, latency percentiles, and hit rate against stale rate."""
+    directory.mkdir(parents=True, exist_ok=True)
+    scenarios = list(dict.fromkeys(cell_table["scenario"]))
+    caches = [c for c in CACHE_ORDER if c in set(cell_table["cache"])]
+    width = 0.8 / max(len(caches), 1)
+    paths = []
+
+    fig = Figure(figsize=(8, 4))
+    ax = fig.subplots()
+    for i, cache in enumerate(caches):
+        sub = cell_table[cell_table["cache"] == cache].set_index("scenario")
+        means = [sub.loc[s, "throughput"].mean if s in sub.index else 0 for s in scenarios]
+        errors = [_half_width(sub.loc[s, "throughput"]) if s in sub.index else 0 for s in scenarios]
+        positions = [x + i * width for x in range(len(scenarios))]
+        ax.bar(positions, means, width, yerr=errors, capsize=3, label=cache)
+    ax.set_xticks([x + width * (len(caches) - 1) / 2 for x in range(len(scenarios))], scenarios)
+    ax.set_ylabel("operations/s (mean, 95% CI)")
+    ax.set_title("Throughput by cache configuration")
+    ax.legend()
+    paths.append(_save(fig, directory / "throughput.png"))
+
+    fig = Figure(figsize=(4 * len(scenarios), 4))
+    axes = fig.subplots(1, len(scenarios), squeeze=False)
+    for ax, scenario in zip(axes[0], scenarios, strict=True):
+        sub = cell_table[cell_table["scenario"] == scenario].set_index("cache")
+        names = [c for c in caches if c in sub.index]
+        for j, p in enumerate(("p50", "p95", "p99")):
+            values = [_get_latency(sub.loc[c], p) for c in names]
+            ax.bar([x + j * 0.27 for x in range(len(names))], values, 0.27, label=p)
+        ax.set_xticks([x + 0.27 for x in range(len(names))], names)
+        ax.set_yscale("log")
+        ax.set_title(f"GET latency, {scenario}")
+        ax.set_ylabel("ms (median over repeats)")
+    axes[0][0].legend()
+    paths.append(_save(fig, directory / "latency.png"))
+
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    for scenario, marker in zip(scenarios, "os^Dv", strict=False):
+        sub = cell_table[cell_table["scenario"] == scenario]
+        ax.scatter(sub["hit_rate"], sub["stale_rate"], marker=marker, label=scenario)
+        for cell in sub.itertuples():
+            ax.annotate(cell.cache, (cell.hit_rate, cell.stale_rate), fontsize=8,
+                        xytext=(4, 4), textcoords="offset points")  # fmt: skip
+    ax.set_xlabel("hit rate")
+    ax.set_ylabel("stale-read rate")
+    ax.set_title("What the cache buys (hits) and costs (stale reads)")
+    ax.legend()
+    paths.append(_save(fig, directory / "hit_vs_stale.png"))
+    return paths
+
+
+def _get_latency(cell: pd.Series, p: str) -> float:
+    """GET latency at percentile `p` over hits and misses: the larger of the two groups'."""
+    hit, miss = cell[f"get_hit_{p}_ms"], cell[f"get_miss_{p}_ms"]
+    values = [v for v in (hit, miss) if not pd.isna(v)]
+    return max(values) if values else 0.0
+
+
+def _half_width(e: Estimate) -> float:
+    return 0.0 if math.isnan(e.high) else e.high - e.mean
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def build_sections(
+    summary: pd.DataFrame, metadata: dict, skipped: dict[str, str], failures: list[str],
+    chart_dir: Path,
+) -> list[Section]:  # fmt: skip
+    cell_table = cells(summary)
+    options = metadata["options"]
+    sections = [Section("How this was measured", [
+        f"Run `{metadata['run_id']}`, {metadata['started']} to {metadata['finished']}, commit "
+        f"`{metadata['commit']}` on {metadata['machine']['cpu_count']} CPUs "
+        f"({metadata['machine']['cpu_model']}), Python {metadata['python']}.",
+        f"gunicorn {options['workers']} workers × {options['threads']} threads, "
+        f"`VIDEOS_WORK_MS={options['work_ms']}` ({options['work_phase']}), strategy "
+        f"`{options['strategy']}`, TTL {options['cache_timeout_s']} s; Locust {options['users']} "
+        f"users, {options['warmup_s']:g} s warm-up (excluded) + {options['duration_s']:g} s "
+        f"measured, {options['keys']} keys ({options['key_dist']}, s={options['zipf_s']}), "
+        f"{options['repeats']} repeat(s), repeats interleaved across configurations.",
+        "Throughput is a mean over repeats with its 95 % interval; latencies are medians "
+        "over repeats (max: the largest); a CV of throughput of 10 % or more is flagged ⚠. "
+        "Load generator and server share the machine's cores: quote ratios within this run "
+        "rather than absolute numbers.",
+    ])]  # fmt: skip
+    if cell_table.empty:
+        sections.append(Section("Results", ["No run finished with figures that can be quoted."]))
+    for scenario in dict.fromkeys(cell_table["scenario"] if not cell_table.empty else []):
+        scenario_cells = cell_table[cell_table["scenario"] == scenario]
+        sections.append(Section(f"Scenario `{scenario}`", [verdict(scenario_cells)],
+                                comparison_table(scenario_cells)))  # fmt: skip
+    if not cell_table.empty:
+        sections.append(Section("Charts", images=charts(cell_table, chart_dir)))
+        for scenario in dict.fromkeys(cell_table["scenario"]):
+            scenario_cells = cell_table[cell_table["scenario"] == scenario]
+            sections.append(Section(f"Bounds, `{scenario}`", [], bounds_table(scenario_cells)))
+        sections[-len(set(cell_table["scenario"]))].paragraphs.append(
+            "Each figure beside the bound it must respect. Little's law at the server: a miss "
+            "holds a worker slot for the work time, so misses/s ≤ workers × threads ÷ work "
+            "time, and without a cache a saturated server runs at that bound (flagged when "
+            "more than 10 % off). A miss is never faster than its work. The response-time law "
+            "at the client: users ÷ mean latency bounds the throughput of users without think "
+            "time; well below it, the load generator loses time between requests."
+        )
+    not_quoted = summary[summary["invalid"] != ""] if not summary.empty else summary
+    problems = [f"`{r.cache}` × `{r.scenario}` repeat {r.repeat}: {r.invalid}"
+                for r in not_quoted.itertuples()]  # fmt: skip
+    problems += [f"`{cache}` was not run: {why}" for cache, why in skipped.items()]
+    problems += [f"failed: {failure}" for failure in failures]
+    if problems:
+        sections.append(Section("Runs not quoted", problems))
+    sections.append(Section("Definitions", [
+        "A **stale read** is a GET that returned a value older than a write that had "
+        "completed before the GET was sent; its **age** is how long before the GET the first "
+        "such write completed. A **phantom** is a value no write wrote; a **lost write** is "
+        "a key whose final value (read afterwards without a cache) is a superseded write. "
+        "All are decided from what the clients sent and saw, never from the service's "
+        "internals. **Hit rate** is the share of answered GETs with `X-Cache: HIT`.",
+    ]))  # fmt: skip
+    sections.append(Section("Metadata", code=json.dumps(metadata, indent=2, default=str)))
+    return sections
+
+
+def _markdown_table(table: pd.DataFrame) -> str:
+    head = "| " + " | ".join(table.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in table.columns) + " |"
+    body = ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |"
+            for row in table.itertuples(index=False)]  # fmt: skip
+    return "\n".join([head, rule, *body])
+
+
+def render_markdown(title: str, sections: list[Section], relative_to: Path) -> str:
+    parts = [f"# {title}"]
+    for section in sections:
+        parts.append(f"## {section.title}")
+        parts.extend(section.paragraphs)
+        if section.table is not None:
+            parts.append(_markdown_table(section.table))
+        parts.extend(f"![{p.stem}]({p.relative_to(relative_to)})" for p in section.images)
+        if section.code is not None:
+            parts.append(f"```json\n{section.code}\n```")
+    return "\n\n".join(parts) + "\n"
+
+
+def _inline_markdown(text: str) -> str:
+    """Escape, then turn the report's own **bold** and `code` into HTML."""
+    text = html.escape(text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+
+def render_html(title: str, sections: list[Section]) -> str:
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title><style>",
+        "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}",
+        "table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ccc;"
+        "padding:.3em .5em;text-align:right}td:first-child,th:first-child{text-align:left}",
+        "pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:.8em}img{max-width:100%}",
+        f"</style></head><body><h1>{html.escape(title)}</h1>",
+    ]
+    for section in sections:
+        parts.append(f"<h2>{_inline_markdown(section.title)}</h2>")
+        parts.extend(f"<p>{_inline_markdown(p)}</p>" for p in section.paragraphs)
+        if section.table is not None:
+            parts.append(section.table.to_html(index=False, border=0))
+        for path in section.images:
+            data = base64.b64encode(path.read_bytes()).decode()
+            parts.append(f"<p><img alt='{path.stem}' src='data:image/png;base64,{data}'></p>")
+        if section.code is not None:
+            parts.append(f"<pre>{html.escape(section.code)}</pre>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(
+    out: Path, summary: pd.DataFrame, metadata: dict, skipped: dict[str, str],
+    failures: list[str],
+) -> tuple[Path, Path]:  # fmt: skip
+    """Write report.md, report.html and the charts into `out`; returns the two reports."""
+    sections = build_sections(summary, metadata, skipped, failures, out / "charts")
+    title = "cachebench: what the cache buys and what it costs"
+    markdown, page = out / "report.md", out / "report.html"
+    markdown.write_text(render_markdown(title, sections, out))
+    page.write_text(render_html(title, sections))
+    return markdown, page

@@ -1,0 +1,80 @@
+"""Figures over repeats: means with 95 % intervals, spread, and differences beyond noise.
+
+Numbers only; the wording lives in report.py and compare.py.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+# pyperf's rule: a standard deviation of 10 % of the mean or more makes a figure unstable.
+UNSTABLE_CV = 0.10
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The mean of `n` repeats with a 95 % confidence interval (Student's t)."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    cv: float  # standard deviation / mean; nan for fewer than 2 repeats
+
+    @property
+    def unstable(self) -> bool:
+        return not math.isnan(self.cv) and self.cv >= UNSTABLE_CV
+
+
+def estimate(values: "np.typing.ArrayLike") -> Estimate:
+    """Mean, 95 % interval and coefficient of variation of the finite values given."""
+    data = np.asarray(values, dtype=float)
+    data = data[np.isfinite(data)]
+    n = len(data)
+    if n == 0:
+        return Estimate(math.nan, math.nan, math.nan, 0, math.nan)
+    mean = float(data.mean())
+    if n == 1:
+        return Estimate(mean, math.nan, math.nan, 1, math.nan)
+    sd = float(data.std(ddof=1))
+    half = float(scipy_stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    cv = sd / mean if mean else math.nan
+    return Estimate(mean, mean - half, mean + half, n, cv)
+
+
+@dataclass(frozen=True)
+class Change:
+    """B's mean minus A's, with a 95 % Welch interval; beyond noise when it excludes 0."""
+
+    a: Estimate
+    b: Estimate
+    diff: float
+    low: float
+    high: float
+
+    @property
+    def relative(self) -> float:
+        return self.diff / self.a.mean if self.a.mean else math.nan
+
+    @property
+    def beyond_noise(self) -> bool:
+        return not math.isnan(self.low) and (self.low > 0 or self.high < 0)
+
+
+def change(a_values: "np.typing.ArrayLike", b_values: "np.typing.ArrayLike") -> Change:
+    a, b = np.asarray(a_values, dtype=float), np.asarray(b_values, dtype=float)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    ea, eb = estimate(a), estimate(b)
+    diff = eb.mean - ea.mean
+    if len(a) < 2 or len(b) < 2:
+        return Change(ea, eb, diff, math.nan, math.nan)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return Change(ea, eb, diff, diff, diff)
+    # Welch–Satterthwaite degrees of freedom.
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = float(scipy_stats.t.ppf(0.975, dof)) * se
+    return Change(ea, eb, diff, diff - half, diff + half)

@@ -1,0 +1,33 @@
+"""Means, intervals and changes over repeats."""
+
+import math
+
+import pytest
+
+from reports.stats import change, estimate
+
+
+def test_estimate_of_repeats_has_a_t_interval_and_cv():
+    e = estimate([10.0, 12.0, 14.0])
+    assert e.mean == pytest.approx(12.0)
+    # sd 2, n 3, t(0.975, 2) = 4.3027
+    assert e.high - e.mean == pytest.approx(4.3027 * 2 / math.sqrt(3), rel=1e-3)
+    assert e.cv == pytest.approx(2 / 12)
+    assert e.unstable
+
+
+def test_estimate_ignores_missing_values_and_says_when_it_cannot_interval():
+    e = estimate([5.0, float("nan")])
+    assert (e.mean, e.n) == (5.0, 1)
+    assert math.isnan(e.low)
+    assert not e.unstable
+    assert estimate([]).n == 0
+
+
+def test_change_beyond_noise_only_when_the_interval_excludes_zero():
+    clear = change([100, 101, 99], [150, 151, 149])
+    assert clear.beyond_noise
+    assert clear.relative == pytest.approx(0.5)
+    noisy = change([100, 140, 60], [110, 150, 70])
+    assert not noisy.beyond_noise
+    assert not change([100], [200]).beyond_noise
