@@ -2,6 +2,7 @@
 
 import pandas as pd
 
+from reports.checker import classify_reads
 from reports.history import COLUMNS, to_history
 
 
@@ -22,6 +23,13 @@ def get(key: int, name: str | None, t_invoke: int, t_complete: int, status=None,
 
 def history(*ops: dict) -> pd.DataFrame:
     return to_history(pd.DataFrame(list(ops), columns=COLUMNS))
+
+
+def verdicts(frame: pd.DataFrame) -> list[tuple[str, int | None]]:
+    """(verdict, staleness age) of each GET of `frame`, in order of invocation."""
+    reads = classify_reads(frame)
+    ages = [None if pd.isna(age) else int(age) for age in reads["staleness_ns"]]
+    return list(zip(reads["verdict"].astype(str), ages, strict=True))
 
 
 def _op(op, key, value, status, t_invoke, t_complete, worker="w1", cache="") -> dict:
