@@ -87,10 +87,7 @@ def _latest_supersession(
     explained (some write on its key wrote its value, whenever it was invoked).
     """
     writes = _writes(history, reads["key"])
-    names = pd.Index(writes["value"].dropna().unique())
-    keys = pd.Index(writes["key"].unique())
-    write_pairs = _pairs(writes, writes["value"].isna(), keys, names)
-    read_pairs = _pairs(reads, reads["status"] == 404, keys, names)
+    write_pairs, read_pairs = _pairs(writes, reads)
 
     # The writes each read could have returned, by time of invocation, each carrying the
     # latest supersession among itself and those of its pair invoked before it.
@@ -197,15 +194,11 @@ def _superseded_at(writes: pd.DataFrame) -> np.ndarray:
     return superseded
 
 
-def _pairs(
-    operations: pd.DataFrame, absent: pd.Series, keys: pd.Index, names: pd.Index
-) -> np.ndarray:
-    """One integer per (key, value) of each operation: equal exactly when both are; -1 for a
-    name no write wrote or a key no write touched (absent is a value of its own)."""
-    key_codes = keys.get_indexer(operations["key"])
-    name_codes = names.get_indexer(operations["value"].fillna(""))
-    unknown = (key_codes < 0) | ((name_codes < 0) & ~absent.to_numpy())
-    value_codes = np.where(absent.to_numpy(), 0, name_codes + 1)
-    pairs = key_codes.astype(np.int64) * (len(names) + 1) + value_codes
-    pairs[unknown] = -1
-    return pairs
+def _pairs(writes: pd.DataFrame, reads: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """One integer per (key, value) of each write and of each read, equal exactly when both
+    are; absent (a write's NA, a read's 404) is a value of its own."""
+    keys, _ = pd.factorize(pd.concat([writes["key"], reads["key"]], ignore_index=True))
+    values, names = pd.factorize(pd.concat([writes["value"], reads["value"]], ignore_index=True))
+    values[len(writes) :][(reads["status"] == 404).to_numpy()] = -1  # as NA is
+    pairs = keys.astype(np.int64) * (len(names) + 1) + (values + 1)
+    return pairs[: len(writes)], pairs[len(writes) :]
