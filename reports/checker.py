@@ -10,8 +10,9 @@ key but those in INITIAL_VALUES); it is
 
 - a phantom when no write on its key wrote that value,
 - a future read when every such write was invoked after the GET completed,
-- stale when every other such write was superseded before the GET was invoked; its
-  staleness age is the GET's invocation minus the latest of those supersessions,
+- stale when every such write invoked by then was superseded before the GET was
+  invoked; its staleness age is the GET's invocation minus the latest of those
+  supersessions,
 - ok otherwise. A GET that failed (status 0 or 5xx, or an unexpected status) is unjudged.
 
 A read that more than one write could have returned (a 404, or a name written twice) is
@@ -160,6 +161,7 @@ def _writes(history: pd.DataFrame, read_keys: pd.Series) -> pd.DataFrame:
 def _superseded_at(writes: pd.DataFrame) -> np.ndarray:
     """When each write was superseded: the earliest completion of a definite write on its key
     invoked after it was done (NEVER if there is none)."""
+    # The initial state supersedes nothing: nothing was done before it.
     definite = writes.loc[writes["definite"] & (writes["t_invoke_ns"] > BEFORE_ALL)]
     definite = definite.sort_values(["key", "t_invoke_ns"], kind="stable")
     # The earliest completion among each definite write and those invoked after it.

@@ -14,8 +14,7 @@ import pandas as pd
 from reports.checker import classify_final_reads, classify_reads
 from reports.history import HistoryError, read_final_reads, read_history
 
-# Latency figures: for each group, f"{group}_{percentile}_ms".
-LATENCY_GROUPS = ("all", "get_hit", "get_miss", "put")
+# Latency figures: f"{group}_{percentile}_ms" for each group of operations (see figures()).
 PERCENTILES = {"p50": 50, "p95": 95, "p99": 99, "max": 100}
 
 Figures = dict[str, int | float | None]
@@ -79,14 +78,15 @@ def figures(
         **_lost_writes(history, final_reads),
     }
     latency_ms = (answered["t_complete_ns"] - answered["t_invoke_ns"]) / 1e6
+    is_get = answered["op"] == "get"
     groups = {
         "all": np.ones(len(answered), dtype=bool),
-        "get_hit": (answered["op"] == "get") & (answered["cache"] == "HIT"),
-        "get_miss": (answered["op"] == "get") & (answered["cache"] == "MISS"),
+        "get_hit": is_get & (answered["cache"] == "HIT"),
+        "get_miss": is_get & (answered["cache"] == "MISS"),
         "put": answered["op"] == "put",
     }
-    for group in LATENCY_GROUPS:
-        result.update(_percentiles(group, latency_ms[groups[group]].to_numpy()))
+    for group, members in groups.items():
+        result.update(_percentiles(group, latency_ms[members].to_numpy()))
     return result
 
 
