@@ -13,8 +13,7 @@ from reports.checker import classify_final_reads, classify_reads
 from reports.history import INITIAL_VALUES
 
 # Examples run pandas end to end: give them time, this is no timing test.
-settings.register_profile("checker", deadline=None)
-settings.load_profile("checker")
+untimed = settings(deadline=None)
 
 KEYS = (1, 2, 3)
 KINDS = (
@@ -99,6 +98,7 @@ def register_histories(draw, min_ops: int = 0) -> tuple[pd.DataFrame, pd.DataFra
     return history(*(record for *_, record in effects)), history(*final_reads)
 
 
+@untimed
 @given(register_histories())
 def test_a_register_history_has_no_stale_phantom_or_future_read_and_no_lost_write(case):
     h, final_reads = case
@@ -106,6 +106,7 @@ def test_a_register_history_has_no_stale_phantom_or_future_read_and_no_lost_writ
     assert set(classify_final_reads(h, final_reads)["verdict"]) == {"ok"}
 
 
+@untimed
 @given(register_histories(min_ops=10), st.data())
 def test_a_stale_read_planted_in_a_register_history_is_found_with_its_age(case, data):
     h, _ = case
@@ -211,6 +212,7 @@ def reference_verdicts(h: pd.DataFrame) -> list[tuple[str, int | None]]:
     return result
 
 
+@untimed
 @given(arbitrary_histories())
 def test_the_checker_agrees_with_the_definitions_on_any_history(h):
     assert verdicts(h) == reference_verdicts(h)
