@@ -25,6 +25,10 @@ OPS = ("get", "put", "delete")
 FILE_PATTERN = "history-*.csv"
 INITIAL_VALUES = {1: "HelloWorld"}  # what the service holds before any write
 
+# The value of every key once the load has stopped, read through a cache-less service: one
+# GET per key, in the history's columns (op is always get), made by the runner if it can.
+FINAL_READS_FILE = "final-reads.csv"
+
 
 class HistoryError(ValueError):
     """A history directory that cannot be read as one."""
@@ -36,22 +40,47 @@ def history_files(directory: Path) -> list[Path]:
 
 def read_history(directory: Path) -> pd.DataFrame:
     """Every operation in `directory`'s history files, in one frame sorted by t_invoke_ns."""
+    if not Path(directory).is_dir():
+        raise HistoryError(f"{directory} is not a directory")
     files = history_files(directory)
     if not files:
         raise HistoryError(f"no {FILE_PATTERN} files in {directory}")
-    frames = []
-    for path in files:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        missing = [c for c in COLUMNS if c not in frame.columns]
-        if missing:
-            raise HistoryError(f"{path} lacks the columns {', '.join(missing)}")
-        frames.append(frame)
-    history = pd.concat(frames, ignore_index=True)
+    return to_history(pd.concat([_read_csv(path) for path in files], ignore_index=True), directory)
+
+
+def read_final_reads(directory: Path) -> pd.DataFrame | None:
+    """The final reads of `directory` (see FINAL_READS_FILE), or None if the run made none."""
+    path = Path(directory) / FINAL_READS_FILE
+    if not path.exists():
+        return None
+    final_reads = to_history(_read_csv(path), path)
+    if (final_reads["op"] != "get").any():
+        raise HistoryError(f"{path}: an op other than get")
+    return final_reads
+
+
+def to_history(frame: pd.DataFrame, source: object = "the history") -> pd.DataFrame:
+    """`frame` (with at least COLUMNS, any dtypes) typed and sorted as read_history returns it.
+
+    `source` names where the rows came from in the HistoryError raised for a malformed value.
+    """
     try:
-        history = history.astype({c: t for c, t in DTYPES.items() if t != "category"})
-    except (ValueError, TypeError) as exc:
-        raise HistoryError(f"{directory}: a history file has a malformed value: {exc}") from None
+        history = frame.astype({c: t for c, t in DTYPES.items() if t != "category"})
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise HistoryError(f"{source}: a malformed value: {exc}") from None
+    # Checked first: pandas deprecates building a Categorical from values outside it.
+    if not history["op"].isin(OPS).all():
+        raise HistoryError(f"{source}: an op other than {', '.join(OPS)}")
     history["op"] = pd.Categorical(history["op"], categories=OPS)
-    if history["op"].isna().any():
-        raise HistoryError(f"{directory}: an op other than {', '.join(OPS)}")
     return history.sort_values("t_invoke_ns", kind="stable", ignore_index=True)
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise HistoryError(f"{path} is not a readable CSV file: {exc}") from None
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise HistoryError(f"{path} lacks the columns {', '.join(missing)}")
+    return frame

@@ -1,0 +1,145 @@
+"""The figures of one run, computed from its history: plain numbers, worded separately.
+
+Counts, throughput, hit rate and latency cover the operations invoked in a measurement
+window, which excludes a warm-up; staleness is judged against the whole history (a read in
+the window may return a value written during the warm-up) and counted for the window's
+reads.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from reports.checker import classify_final_reads, classify_reads
+from reports.history import HistoryError, read_final_reads, read_history
+
+# Latency figures: f"{group}_{percentile}_ms" for each group of operations (see figures()).
+PERCENTILES = {"p50": 50, "p95": 95, "p99": 99, "max": 100}
+
+Figures = dict[str, int | float | None]
+
+
+def figures(
+    history: pd.DataFrame,
+    final_reads: pd.DataFrame | None = None,
+    *,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+) -> Figures:
+    """The figures of a run (see the README, "Checking a history", for each one).
+
+    `history` as read_history returns it; `final_reads` as read_final_reads does (None: the
+    run made none, and the lost-write figures are None). The window holds the operations
+    invoked at or after `start_ns` and before `end_ns`; either bound may be left open. A
+    figure that has nothing to be computed from (a rate without operations, a percentile
+    without samples) is None.
+    """
+    invoked = history["t_invoke_ns"]
+    in_window = pd.Series(True, index=history.index)
+    if start_ns is not None:
+        in_window &= invoked >= start_ns
+    if end_ns is not None:
+        in_window &= invoked < end_ns
+    ops = history[in_window]
+    reads = classify_reads(history)
+    reads = reads[in_window[reads.index]]
+    verdicts = reads["verdict"].value_counts()
+
+    # Throughput's denominator: the window, from its start (else the first invocation in it)
+    # to its end (else the last completion of an operation invoked in it).
+    duration_ns = None
+    if len(ops):
+        start = start_ns if start_ns is not None else ops["t_invoke_ns"].min()
+        end = end_ns if end_ns is not None else ops["t_complete_ns"].max()
+        duration_ns = int(end - start)
+
+    status = ops["status"]
+    answered = ops[status != 0]
+    answered_gets = answered[answered["op"] == "get"]
+    judged = len(reads) - int(verdicts["unjudged"])
+    staleness_ms = reads["staleness_ns"].dropna().to_numpy(np.int64) / 1e6
+
+    result: Figures = {
+        "ops": len(ops),
+        "reads": int((ops["op"] == "get").sum()),
+        "writes": int(ops["op"].isin(("put", "delete")).sum()),
+        "errors": int(((status == 0) | (status >= 500)).sum()),
+        "duration_s": duration_ns / 1e9 if duration_ns else None,
+        "throughput_rps": len(ops) / (duration_ns / 1e9) if duration_ns else None,
+        "hit_rate": _share((answered_gets["cache"] == "HIT").sum(), len(answered_gets)),
+        "judged_reads": judged,
+        "stale_reads": int(verdicts["stale"]),
+        "stale_rate": _share(verdicts["stale"], judged),
+        "staleness_median_ms": float(np.median(staleness_ms)) if len(staleness_ms) else None,
+        "staleness_max_ms": float(staleness_ms.max()) if len(staleness_ms) else None,
+        "phantoms": int(verdicts["phantom"]),
+        "future_reads": int(verdicts["future"]),
+        **_lost_writes(history, final_reads),
+    }
+    latency_ms = (answered["t_complete_ns"] - answered["t_invoke_ns"]) / 1e6
+    is_get = answered["op"] == "get"
+    groups = {
+        "all": np.ones(len(answered), dtype=bool),
+        "get_hit": is_get & (answered["cache"] == "HIT"),
+        "get_miss": is_get & (answered["cache"] == "MISS"),
+        "put": answered["op"] == "put",
+    }
+    for group, members in groups.items():
+        result.update(_percentiles(group, latency_ms[members].to_numpy()))
+    return result
+
+
+def check(directory: Path, *, warmup_s: float = 0.0) -> Figures:
+    """The figures of the run in `directory`, its first `warmup_s` seconds left out.
+
+    The warm-up counts from the first operation of the history. Raises HistoryError for a
+    directory without a readable, non-empty history.
+    """
+    history = read_history(directory)
+    if history.empty:
+        raise HistoryError(f"{directory}: the history has no operations")
+    start_ns = int(history["t_invoke_ns"].iloc[0]) + round(warmup_s * 1e9)
+    return figures(history, read_final_reads(directory), start_ns=start_ns)
+
+
+def format_figures(result: Figures) -> str:
+    """`result` as a two-column table, each figure with its unit."""
+    width = max(map(len, result))
+    return "\n".join(f"{name:<{width}}  {_format(name, value)}" for name, value in result.items())
+
+
+def _format(name: str, value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if name.endswith("_rate"):
+        return f"{value * 100:.3g} %"  # significant digits: a tiny stale rate must not read 0
+    if name.endswith("_ms"):
+        return f"{value:,.3f} ms"
+    if name.endswith("_s"):
+        return f"{value:,.3f} s"
+    if name.endswith("_rps"):
+        return f"{value:,.1f} /s"
+    return f"{value:,}"
+
+
+def _lost_writes(history: pd.DataFrame, final_reads: pd.DataFrame | None) -> Figures:
+    if final_reads is None:
+        return {"final_reads": None, "lost_writes": None}
+    verdicts = classify_final_reads(history, final_reads)["verdict"].value_counts()
+    return {
+        "final_reads": len(final_reads) - int(verdicts["unjudged"]),
+        "lost_writes": int(verdicts["lost"] + verdicts["phantom"]),
+    }
+
+
+def _percentiles(group: str, latency_ms: np.ndarray) -> Figures:
+    names = [f"{group}_{name}_ms" for name in PERCENTILES]
+    if not len(latency_ms):
+        return dict.fromkeys(names)
+    values = np.percentile(latency_ms, list(PERCENTILES.values()))
+    return {name: float(value) for name, value in zip(names, values, strict=True)}
+
+
+def _share(part: float, whole: int) -> float | None:
+    return float(part) / whole if whole else None

@@ -1,0 +1,107 @@
+"""`cachebench check`, called through main() as the console script calls it."""
+
+import json
+
+import pytest
+from histories import get, history, put
+
+from reports import synthetic
+from reports.cli import main
+from reports.history import COLUMNS, FINAL_READS_FILE
+
+MS = 1_000_000
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    """A run directory with a small history: one stale read, after a 10 ms warm-up."""
+    history(
+        put(2, "A", 0, 2 * MS),
+        put(2, "B", 10 * MS, 12 * MS),
+        get(2, "A", 20 * MS, 21 * MS, cache="HIT"),
+        get(2, "B", 30 * MS, 31 * MS),
+    ).to_csv(tmp_path / "history-1.csv", index=False)
+    return tmp_path
+
+
+def test_check_prints_a_table_of_the_figures(run_dir, capsys):
+    assert main(["check", str(run_dir)]) == 0
+    out, err = capsys.readouterr()
+    lines = dict(line.split(maxsplit=1) for line in out.splitlines())
+    assert lines["ops"] == "4"
+    assert lines["stale_reads"] == "1"
+    assert lines["hit_rate"] == "50 %"
+    assert lines["lost_writes"] == "n/a"
+    assert err == ""
+
+
+def test_check_prints_json(run_dir, capsys):
+    assert main(["check", str(run_dir), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["ops"] == 4
+    assert result["stale_reads"] == 1
+    assert result["stale_rate"] == 0.5
+    assert result["lost_writes"] is None
+
+
+def test_check_leaves_out_the_warm_up(run_dir, capsys):
+    assert main(["check", str(run_dir), "--json", "--warmup", "0.015"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["ops"] == 2
+    assert result["stale_reads"] == 1  # judged by B, written during the warm-up
+
+
+def test_check_counts_lost_writes_when_the_run_made_final_reads(run_dir, capsys):
+    history(get(2, "A", 50 * MS, 51 * MS)).to_csv(run_dir / FINAL_READS_FILE, index=False)
+    assert main(["check", str(run_dir), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["final_reads"] == 1
+    assert result["lost_writes"] == 1
+
+
+def test_check_reads_what_the_synthetic_generator_writes(tmp_path, capsys):
+    synthetic.main([str(tmp_path), "--ops", "5000", "--keys", "10"])
+    expected = synthetic.make_history(5000, 10)
+    assert main(["check", str(tmp_path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["ops"] == 5000
+    assert result["stale_reads"] == (expected["expected"] == "stale").sum()
+
+
+HEADER = ",".join(COLUMNS) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({}, "no history-*.csv files"),
+        ({"history-1.csv": ""}, "not a readable CSV file"),
+        ({"history-1.csv": HEADER}, "no operations"),
+        ({"history-1.csv": "when,what\n1,2\n"}, "lacks the columns"),
+        ({"history-1.csv": HEADER + "get,two,x,200,,1,2,w\n"}, "malformed value"),
+        ({"history-1.csv": HEADER + "get,2,x,200,,1,2,w\n", FINAL_READS_FILE: "x\n"}, "lacks"),
+    ],
+)
+def test_a_run_that_cannot_be_read_is_one_line_and_status_2(tmp_path, capsys, files, message):
+    for name, content in files.items():
+        (tmp_path / name).write_text(content)
+    assert main(["check", str(tmp_path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1
+    assert err.startswith("cachebench check: ")
+    assert message in err
+
+
+def test_a_missing_directory_is_one_line_and_status_2(tmp_path, capsys):
+    missing = tmp_path / "missing"
+    assert main(["check", str(missing)]) == 2
+    assert capsys.readouterr().err == f"cachebench check: {missing} is not a directory\n"
+
+
+@pytest.mark.parametrize("argv", [[], ["check"], ["check", ".", "--warmup", "-1"], ["nope"]])
+def test_bad_arguments_are_a_usage_error(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert "usage: cachebench" in capsys.readouterr().err

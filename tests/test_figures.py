@@ -1,0 +1,161 @@
+"""The per-run figures: counts, rates, throughput, latency, staleness, lost writes, window."""
+
+import json
+
+import pytest
+from histories import delete, get, history, put
+
+from reports.figures import check, figures, format_figures
+from reports.history import FINAL_READS_FILE, HistoryError
+
+MS = 1_000_000
+
+# The contract with the runner's summary.csv: these names, in this order.
+FIGURE_NAMES = [
+    "ops",
+    "reads",
+    "writes",
+    "errors",
+    "duration_s",
+    "throughput_rps",
+    "hit_rate",
+    "judged_reads",
+    "stale_reads",
+    "stale_rate",
+    "staleness_median_ms",
+    "staleness_max_ms",
+    "phantoms",
+    "future_reads",
+    "final_reads",
+    "lost_writes",
+    *(
+        f"{group}_{p}_ms"
+        for group in ("all", "get_hit", "get_miss", "put")
+        for p in ("p50", "p95", "p99", "max")
+    ),
+]
+
+
+def run() -> list[dict]:
+    return [
+        put(2, "A", 0, 2 * MS),  # the seeding PUT
+        get(2, "A", 10 * MS, 11 * MS),
+        put(2, "B", 20 * MS, 24 * MS),
+        get(2, "A", 30 * MS, 31 * MS, cache="HIT"),  # stale: B completed at 24 ms
+        get(2, "B", 40 * MS, 42 * MS, cache="HIT"),
+        get(2, None, 50 * MS, 53 * MS),  # stale: A superseded the initial absence at 2 ms
+        get(2, "nobody", 60 * MS, 64 * MS, cache="BYPASS"),  # phantom
+        get(3, None, 70 * MS, 200 * MS, status=0, cache=""),  # timed out: no latency, unjudged
+        put(3, "C", 80 * MS, 90 * MS, status=503),
+        delete(2, 100 * MS, 101 * MS),
+    ]
+
+
+def test_the_figures_of_a_whole_run():
+    result = figures(history(*run()))
+    assert list(result) == FIGURE_NAMES
+    assert result["ops"] == 10
+    assert result["reads"] == 6
+    assert result["writes"] == 4
+    assert result["errors"] == 2
+    assert result["duration_s"] == pytest.approx(0.2)  # first invocation to last completion
+    assert result["throughput_rps"] == pytest.approx(10 / 0.2)
+    assert result["hit_rate"] == pytest.approx(2 / 5)  # of the GETs answered
+    assert result["judged_reads"] == 5
+    assert result["stale_reads"] == 2
+    assert result["stale_rate"] == pytest.approx(2 / 5)
+    assert result["staleness_median_ms"] == pytest.approx((6 + 48) / 2)
+    assert result["staleness_max_ms"] == pytest.approx(48)
+    assert result["phantoms"] == 1
+    assert result["future_reads"] == 0
+    assert result["final_reads"] is None
+    assert result["lost_writes"] is None
+
+
+def test_latency_percentiles_by_kind_of_operation():
+    result = figures(history(*run()))
+    # Answered operations only: the timed-out GET's 130 ms is its client's patience.
+    assert result["all_max_ms"] == pytest.approx(10)
+    assert result["get_hit_p50_ms"] == pytest.approx(1.5)  # 1 and 2 ms, interpolated
+    assert result["get_hit_p95_ms"] == pytest.approx(1.95)
+    assert result["get_hit_p99_ms"] == pytest.approx(1.99)
+    assert result["get_hit_max_ms"] == pytest.approx(2)
+    assert result["get_miss_p50_ms"] == pytest.approx(2)  # 1 and 3 ms; BYPASS is neither
+    assert result["put_p50_ms"] == pytest.approx(4)  # 2, 4 and the 503's 10 ms
+    assert result["put_max_ms"] == pytest.approx(10)
+
+
+def test_a_figure_without_anything_to_compute_it_from_is_none():
+    result = figures(history(put(2, "A", 0, MS), get(2, "A", 2 * MS, 3 * MS)))
+    assert result["get_hit_p50_ms"] is None
+    assert result["staleness_median_ms"] is None
+    assert result["hit_rate"] == 0
+    assert result["stale_rate"] == 0
+    empty = figures(history(put(2, "A", 0, MS)), start_ns=10 * MS)
+    assert empty["ops"] == 0
+    assert empty["throughput_rps"] is None
+    assert empty["hit_rate"] is None
+    assert empty["stale_rate"] is None
+
+
+def test_the_window_leaves_out_the_warm_up_but_judges_with_the_whole_history():
+    result = figures(history(*run()), start_ns=25 * MS)
+    assert result["ops"] == 7
+    assert result["reads"] == 5
+    assert result["stale_reads"] == 2  # the stale read of A was judged by B, in the warm-up
+    assert result["judged_reads"] == 4
+    assert result["duration_s"] == pytest.approx((200 - 25) / 1000)  # from the window's start
+    assert result["get_miss_max_ms"] == pytest.approx(3)  # the warm-up's GET left out
+
+
+def test_a_closed_window_is_its_own_duration():
+    result = figures(history(*run()), start_ns=25 * MS, end_ns=65 * MS)
+    assert result["ops"] == 4
+    assert result["duration_s"] == pytest.approx(0.04)
+    assert result["throughput_rps"] == pytest.approx(100)
+
+
+def test_lost_writes_from_the_final_reads():
+    final_reads = history(
+        get(2, "B", 300 * MS, 301 * MS),  # B was superseded by the DELETE
+        get(3, None, 300 * MS, 301 * MS),  # the 503 may or may not have written C
+        get(4, "D", 300 * MS, 301 * MS),  # a phantom
+        get(5, None, 300 * MS, 301 * MS, status=0),  # not judged
+    )
+    result = figures(history(*run()), final_reads)
+    assert result["final_reads"] == 3
+    assert result["lost_writes"] == 2
+
+
+def test_figures_are_plain_numbers_that_json_keeps():
+    result = figures(history(*run()), history(get(2, None, 300 * MS, 301 * MS)))
+    assert json.loads(json.dumps(result)) == result
+    assert all(type(value) in (int, float, type(None)) for value in result.values())
+
+
+def test_check_reads_a_run_directory_and_leaves_out_the_warm_up(tmp_path):
+    history(*run()).to_csv(tmp_path / "history-1.csv", index=False)
+    history(get(2, None, 300 * MS, 301 * MS)).to_csv(tmp_path / FINAL_READS_FILE, index=False)
+    result = check(tmp_path, warmup_s=0.025)
+    assert result == figures(
+        history(*run()), history(get(2, None, 300 * MS, 301 * MS)), start_ns=25 * MS
+    )
+    assert result["lost_writes"] == 0
+
+
+def test_check_refuses_a_history_without_operations(tmp_path):
+    history().to_csv(tmp_path / "history-1.csv", index=False)
+    with pytest.raises(HistoryError, match="no operations"):
+        check(tmp_path)
+
+
+def test_the_table_gives_every_figure_its_unit():
+    table = format_figures(figures(history(*run())))
+    lines = dict(line.split(maxsplit=1) for line in table.splitlines())
+    assert list(lines) == FIGURE_NAMES
+    assert lines["ops"] == "10"
+    assert lines["stale_rate"] == "40 %"
+    assert lines["throughput_rps"] == "50.0 /s"
+    assert lines["duration_s"] == "0.200 s"
+    assert lines["staleness_max_ms"] == "48.000 ms"
+    assert lines["lost_writes"] == "n/a"

@@ -1,0 +1,82 @@
+"""Reading history and final-reads files, and refusing malformed ones with a HistoryError."""
+
+import pandas as pd
+import pytest
+from histories import get, history, put
+
+from reports.history import (
+    COLUMNS,
+    FINAL_READS_FILE,
+    HistoryError,
+    read_final_reads,
+    read_history,
+    to_history,
+)
+
+HEADER = ",".join(COLUMNS) + "\n"
+
+
+def test_history_files_are_merged_in_order_of_invocation(tmp_path):
+    history(put(2, "A", 30, 40)).to_csv(tmp_path / "history-a.csv", index=False)
+    history(get(2, None, 10, 20), get(2, "A", 50, 60)).to_csv(
+        tmp_path / "history-b.csv", index=False
+    )
+    h = read_history(tmp_path)
+    assert list(h["t_invoke_ns"]) == [10, 30, 50]
+    assert list(h["value"]) == ["", "A", "A"]
+    assert h["status"].dtype == "int32"
+
+
+def test_final_reads_are_read_when_the_run_made_them(tmp_path):
+    assert read_final_reads(tmp_path) is None
+    history(get(2, "A", 50, 60), get(3, None, 50, 60)).to_csv(
+        tmp_path / FINAL_READS_FILE, index=False
+    )
+    final_reads = read_final_reads(tmp_path)
+    assert list(final_reads["key"]) == [2, 3]
+    assert list(final_reads["status"]) == [200, 404]
+
+
+def test_final_reads_are_gets_only(tmp_path):
+    history(put(2, "A", 50, 60)).to_csv(tmp_path / FINAL_READS_FILE, index=False)
+    with pytest.raises(HistoryError, match="other than get"):
+        read_final_reads(tmp_path)
+
+
+def test_to_history_types_and_sorts_a_frame():
+    frame = pd.DataFrame([put(2, "A", 30, 40), get(2, "A", 10, 20)], columns=COLUMNS)
+    h = to_history(frame.astype(str))
+    assert list(h["op"]) == ["get", "put"]
+    assert h["key"].dtype == "int64"
+    assert list(h["op"].cat.categories) == ["get", "put", "delete"]
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("", "not a readable CSV"),
+        ('get,1,"x\n', "not a readable CSV"),
+        ("a,b\n1,2\n", "lacks the columns"),
+        (HEADER + "get,1,x,200,,1.5,2,w\n", "malformed value"),
+        (HEADER + "get,1,x,200,,,2,w\n", "malformed value"),
+        (HEADER + "get,1,x,99999999999,,1,2,w\n", "malformed value"),
+        (HEADER + "post,1,x,200,,1,2,w\n", "an op other than"),
+    ],
+)
+def test_a_malformed_history_file_is_a_history_error(tmp_path, content, match):
+    (tmp_path / "history-a.csv").write_text(content)
+    with pytest.raises(HistoryError, match=match):
+        read_history(tmp_path)
+
+
+def test_a_file_that_is_not_text_is_a_history_error(tmp_path):
+    (tmp_path / "history-a.csv").write_bytes(b"\xff\xfe\x00garbage\n")
+    with pytest.raises(HistoryError, match="not a readable CSV"):
+        read_history(tmp_path)
+
+
+def test_a_missing_or_empty_directory_is_a_history_error(tmp_path):
+    with pytest.raises(HistoryError, match="not a directory"):
+        read_history(tmp_path / "missing")
+    with pytest.raises(HistoryError, match="no history"):
+        read_history(tmp_path)
