@@ -31,7 +31,8 @@ def make_service(tmp_path, request) -> Iterator[Callable[..., Flask]]:
     """Build a fresh service app on its own database from settings overrides.
 
     GET does no simulated work, so what is measured is the framework, store and cache. The
-    cache is emptied afterwards: on a shared REDIS_URL, memoize's version keys never expire.
+    cache is emptied afterwards: on a shared REDIS_URL, the version keys that memoize's PUT
+    leaves behind never expire.
     """
     apps = []
 
