@@ -7,12 +7,31 @@ directly; a subcommand only turns arguments into a call and the result into outp
 import argparse
 import json
 import math
+import os
+import signal
 import sys
+import time
 from collections.abc import Sequence
+from dataclasses import fields, replace
 from pathlib import Path
+from typing import NoReturn, TextIO
 
+from reports.compare import CompareError, compare_runs, format_comparison
 from reports.figures import check, format_figures
 from reports.history import FILE_PATTERN, FINAL_READS_FILE, HistoryError
+from reports.matrix import QUICK, SCENARIOS, Options, OptionsError, Run, run_matrix, save, validate
+from service.settings import CACHE_BACKENDS, CACHE_STRATEGIES, WORK_PHASES
+
+# Set in the environment of everything `run` starts, so that a process left behind could be
+# found by it (the tests look for exactly that).
+RUN_MARKER = "CACHEBENCH_RUN"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """A bad option is one line that says what to do, not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -21,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="cachebench", description="What an HTTP cache buys, and what it costs."
     )
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
@@ -43,7 +62,109 @@ def build_parser() -> argparse.ArgumentParser:
         "(their writes still judge the reads after them; default: 0)",
     )
     check_parser.set_defaults(command=cmd_check)
+    _add_run(commands)
+
+    compare_parser = commands.add_parser(
+        "compare",
+        help="the change of each figure between two runs, and whether it is beyond noise",
+        description="Compare two `cachebench run` outputs: for each scenario × cache and "
+        "figure, B's mean against A's with the 95 %% interval of the difference.",
+    )
+    compare_parser.add_argument("run_a", type=Path, help="the baseline run's directory")
+    compare_parser.add_argument("run_b", type=Path, help="the run compared with it")
+    compare_parser.set_defaults(command=cmd_compare)
     return parser
+
+
+def _add_run(commands: argparse._SubParsersAction) -> None:
+    defaults = Options()
+    run = commands.add_parser(
+        "run",
+        help="run every cache configuration × scenario × repeat and write the report",
+        description="Start a fresh service for every cache configuration × scenario × repeat, "
+        "load it with Locust, check every history and write summary.csv, metadata.json, "
+        "report.md and report.html into --out.",
+    )
+    add = run.add_argument
+    add(
+        "--caches",
+        type=_choices(CACHE_BACKENDS),
+        metavar="LIST",
+        help=f"comma list (default: {','.join(defaults.caches)})",
+    )
+    add(
+        "--scenarios",
+        type=_choices(SCENARIOS),
+        metavar="LIST",
+        help=f"comma list (default: {','.join(defaults.scenarios)})",
+    )
+    add("--repeats", type=int, help=f"runs of each cell (default: {defaults.repeats})")
+    add(
+        "--duration",
+        dest="duration_s",
+        metavar="SECONDS",
+        type=_seconds,
+        help=f"measured seconds per run (default: {defaults.duration_s:g})",
+    )
+    add(
+        "--warmup",
+        dest="warmup_s",
+        metavar="SECONDS",
+        type=_seconds,
+        help=f"seconds before measuring, excluded (default: {defaults.warmup_s:g})",
+    )
+    add("--users", type=int, help=f"Locust users (default: {defaults.users})")
+    add("--workers", type=int, help=f"gunicorn workers (default: {defaults.workers})")
+    add("--threads", type=int, help=f"threads per worker (default: {defaults.threads})")
+    add("--work-ms", type=int, help=f"VIDEOS_WORK_MS (default: {defaults.work_ms})")
+    add(
+        "--work-phase",
+        choices=WORK_PHASES,
+        help=f"VIDEOS_WORK_PHASE (default: {defaults.work_phase})",
+    )
+    add(
+        "--strategy",
+        choices=CACHE_STRATEGIES,
+        help=f"CACHE_STRATEGY (default: {defaults.strategy})",
+    )
+    add(
+        "--ttl",
+        dest="cache_timeout_s",
+        metavar="SECONDS",
+        type=int,
+        help=f"CACHE_DEFAULT_TIMEOUT s (default: {defaults.cache_timeout_s})",
+    )
+    add("--keys", type=int, help=f"keyspace size (default: {defaults.keys})")
+    add(
+        "--key-dist",
+        choices=("uniform", "zipf"),
+        help=f"key popularity (default: {defaults.key_dist})",
+    )
+    add("--zipf-s", type=float, help=f"zipf exponent (default: {defaults.zipf_s:g})")
+    add(
+        "--host",
+        help="load this server instead of starting one (loopback only unless --allow-remote)",
+    )
+    add(
+        "--allow-remote",
+        action="store_true",
+        default=None,
+        help="allow a --host that is not this machine",
+    )
+    add("--out", type=Path, help="output directory (default: reports/runs/<run-id>)")
+    add(
+        "--quick",
+        action="store_true",
+        help="a smoke run in under a minute: " + ", ".join(f"{k}={v:g}" for k, v in QUICK.items()),
+    )
+    run.set_defaults(command=cmd_run)  # fmt: skip
+
+
+def options_from(args: argparse.Namespace) -> Options:
+    """Defaults, then --quick's, then every option given explicitly."""
+    options = replace(Options(), **QUICK) if args.quick else Options()
+    given = {f.name: getattr(args, f.name) for f in fields(Options) if hasattr(args, f.name)}
+    return replace(options, **{k: v for k, v in given.items() if v is not None})
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -54,6 +175,84 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 2
     print(json.dumps(result, indent=2) if args.json else format_figures(result))
     return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        options = validate(options_from(args))
+    except OptionsError as exc:
+        print(f"cachebench run: {exc}", file=sys.stderr)
+        return 2
+    os.environ[RUN_MARKER] = str(options.out.resolve())
+    # A `kill` or a CI timeout stops the matrix as Ctrl-C does: processes stopped, runs kept.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    result = run_matrix(options, ConsoleProgress(sys.stderr))
+    save(result, options, started)
+    print(f"report: {options.out / 'report.md'} (and report.html, summary.csv, metadata.json)")
+    for cache, why in result.skipped.items():
+        print(f"not run: {cache}: {why}", file=sys.stderr)
+    if result.interrupted:
+        print(f"interrupted: kept the {len(result.summary)} finished runs", file=sys.stderr)
+        return 130
+    return 1 if result.failures else 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    try:
+        table = compare_runs(args.run_a, args.run_b)
+    except (CompareError, OSError, KeyError) as exc:
+        print(f"cachebench compare: {exc}", file=sys.stderr)
+        return 2
+    print(format_comparison(table))
+    return 0
+
+
+class ConsoleProgress:
+    """One line that follows the matrix on a terminal; a line per run elsewhere."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.live = stream.isatty()
+
+    def running(self, run: Run, elapsed_s: float, rps: float | None) -> None:
+        if self.live:
+            rate = f"{rps:.0f} req/s" if rps is not None else "starting"
+            self.stream.write(
+                f"\r[{run.index}/{run.total}] {run.name}: {elapsed_s:.0f} s, {rate}\x1b[K"
+            )
+            self.stream.flush()
+
+    def finished(self, run: Run, row: dict | None, error: str | None) -> None:
+        prefix = (
+            f"\r[{run.index}/{run.total}] {run.name}: "
+            if self.live
+            else f"[{run.index}/{run.total}] {run.name}: "
+        )
+        if row is None:
+            line = f"FAILED: {error}"
+        else:
+            line = (
+                f"{row['throughput_rps']:.0f} ops/s, hit rate {row['hit_rate'] or 0:.0%}, "
+                f"{row['stale_reads']} stale reads"
+            )
+            if row["invalid"]:
+                line += f" — INVALID, not quoted: {row['invalid']}"
+        self.stream.write(prefix + line + ("\x1b[K\n" if self.live else "\n"))
+        self.stream.flush()
+
+
+def _choices(allowed: Sequence[str]):
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(n.strip() for n in text.split(",") if n.strip())
+        unknown = [n for n in names if n not in allowed]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(
+                f"{unknown[0] if unknown else text!r} is not one of {', '.join(allowed)}"
+            )
+        return names
+
+    return parse
 
 
 def _seconds(text: str) -> float:

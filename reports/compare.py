@@ -22,7 +22,7 @@ def read_summary(run_dir: Path) -> pd.DataFrame:
     path = Path(run_dir) / "summary.csv"
     if not path.is_file():
         raise CompareError(f"{run_dir} has no summary.csv: is it a `cachebench run` output?")
-    summary = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    summary = pd.read_csv(path, dtype={"invalid": str})
     summary["invalid"] = summary["invalid"].fillna("")
     return summary[summary["invalid"] == ""]
 

@@ -59,6 +59,13 @@ def read_final_reads(directory: Path) -> pd.DataFrame | None:
     return final_reads
 
 
+def write_final_reads(directory: Path, rows: list[dict]) -> Path:
+    """Write the runner's final reads (dicts with COLUMNS) as FINAL_READS_FILE."""
+    path = Path(directory) / FINAL_READS_FILE
+    pd.DataFrame(rows, columns=list(COLUMNS)).to_csv(path, index=False)
+    return path
+
+
 def to_history(frame: pd.DataFrame, source: object = "the history") -> pd.DataFrame:
     """`frame` (with at least COLUMNS, any dtypes) typed and sorted as read_history returns it.
 

@@ -1,0 +1,353 @@
+"""The matrix runner: every cache configuration × scenario × repeat, each on a fresh store,
+an empty cache and its own gunicorn, with Locust as a separate process; then checked.
+
+Whatever happens (Ctrl-C, a failed run), everything started is stopped and the runs that
+finished are kept.
+"""
+
+import ipaddress
+import json
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import pandas as pd
+
+import loadtests
+from reports.bounds import RunShape, run_bounds
+from reports.figures import figures
+from reports.history import HistoryError, read_final_reads, read_history, write_final_reads
+from reports.metadata import collect
+from reports.report import write_report
+from service import create_app
+from service.processes import RedisUnavailable, ServerError, gunicorn_service, stop
+from service.processes import redis_url as redis_url_or_private
+from service.settings import CACHE_BACKENDS
+
+SCENARIOS = ("read_heavy", "mixed", "write_heavy")
+LOADTESTS = Path(loadtests.__file__).parent
+EXTERNAL = "external"  # the cache label of runs against --host: its cache is unknown
+# A run with fewer operations in its window than this is too small to quote.
+MIN_OPS = 200
+
+
+class OptionsError(ValueError):
+    """Options the runner refuses; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything that shapes a comparison; all of it is recorded with the results."""
+
+    caches: tuple[str, ...] = CACHE_BACKENDS
+    scenarios: tuple[str, ...] = SCENARIOS
+    repeats: int = 3
+    duration_s: float = 4.0
+    warmup_s: float = 1.0
+    users: int = 8
+    workers: int = 2
+    threads: int = 1
+    work_ms: int = 50
+    work_phase: str = "before-read"
+    strategy: str = "cached"
+    cache_timeout_s: int = 300
+    keys: int = 100
+    key_dist: str = "zipf"
+    zipf_s: float = 1.0
+    host: str | None = None
+    allow_remote: bool = False
+    out: Path = field(default_factory=lambda: Path("reports/runs") / time.strftime("%Y%m%d-%H%M%S"))
+
+
+QUICK = {"repeats": 1, "duration_s": 2.0, "warmup_s": 0.5}
+
+
+def validate(options: Options) -> Options:
+    """The options, checked; raises OptionsError with one line saying what to change."""
+    unknown = set(options.caches) - set(CACHE_BACKENDS)
+    if unknown:
+        raise OptionsError(f"unknown cache {sorted(unknown)[0]!r}: use {', '.join(CACHE_BACKENDS)}")
+    unknown = set(options.scenarios) - set(SCENARIOS)
+    if unknown:
+        raise OptionsError(f"unknown scenario {sorted(unknown)[0]!r}: use {', '.join(SCENARIOS)}")
+    for name in ("repeats", "users", "workers", "threads", "keys"):
+        if getattr(options, name) < 1:
+            raise OptionsError(f"--{name.replace('_', '-')} must be at least 1")
+    if options.duration_s <= 0 or options.warmup_s < 0 or options.work_ms < 0:
+        raise OptionsError("--duration must be positive, --warmup and --work-ms not negative")
+    if options.host is not None:
+        check_target(options.host, options.allow_remote)
+    return options
+
+
+def check_target(url: str, allow_remote: bool) -> None:
+    """Refuse a target that is not this machine unless told: a load test aimed at the wrong
+    host is an outage."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise OptionsError(f"--host {url!r} is not an http(s) URL like http://127.0.0.1:8000")
+    if allow_remote:
+        return
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, None)}
+    except socket.gaierror as exc:
+        raise OptionsError(f"--host {parts.hostname!r} does not resolve: {exc}") from None
+    remote = sorted(a for a in addresses if not ipaddress.ip_address(a).is_loopback)
+    if remote:
+        raise OptionsError(
+            f"--host {parts.hostname} is not loopback ({remote[0]}): "
+            "add --allow-remote if you mean to load another machine"
+        )
+
+
+@dataclass(frozen=True)
+class Run:
+    cache: str
+    scenario: str
+    repeat: int
+    index: int
+    total: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.cache}-{self.scenario}-r{self.repeat}"
+
+
+def plan(options: Options, caches: tuple[str, ...]) -> list[Run]:
+    """Repeats outermost, so that drift of a shared machine spreads over all cells."""
+    cells = [
+        (repeat, scenario, cache)
+        for repeat in range(1, options.repeats + 1)
+        for scenario in options.scenarios
+        for cache in caches
+    ]
+    return [Run(c, s, r, i, len(cells)) for i, (r, s, c) in enumerate(cells, start=1)]
+
+
+class Progress(Protocol):
+    """Told how the matrix advances, to show it."""
+
+    def running(self, run: Run, elapsed_s: float, rps: float | None) -> None: ...
+    def finished(self, run: Run, row: dict | None, error: str | None) -> None: ...
+
+
+@dataclass
+class MatrixResult:
+    summary: pd.DataFrame
+    skipped: dict[str, str]  # cache -> why it was not run
+    interrupted: bool = False
+    failures: list[str] = field(default_factory=list)
+
+
+def run_matrix(options: Options, progress: Progress) -> MatrixResult:
+    """Run every cell of the matrix into options.out; returns what finished."""
+    options.out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    result = MatrixResult(pd.DataFrame(), {})
+    with ExitStack() as stack:
+        redis_url = None
+        caches = (EXTERNAL,) if options.host else options.caches
+        if "redis" in caches:
+            try:
+                redis_url = stack.enter_context(redis_url_or_private())
+            except RedisUnavailable as exc:
+                result.skipped["redis"] = str(exc)
+                caches = tuple(c for c in caches if c != "redis")
+        try:
+            for run in plan(options, caches):
+                try:
+                    row = run_one(run, options, redis_url, progress)
+                except (ServerError, HistoryError, OSError, KeyError) as exc:
+                    result.failures.append(f"{run.name}: {exc}")
+                    progress.finished(run, None, str(exc))
+                    continue
+                rows.append(row)
+                progress.finished(run, row, None)
+        except KeyboardInterrupt:
+            result.interrupted = True
+    result.summary = flag_unstable(pd.DataFrame(rows))
+    return result
+
+
+def service_settings(options: Options, cache: str, workdir: Path, redis_url: str | None) -> dict:
+    return {
+        "CACHE_BACKEND": cache,
+        "CACHE_STRATEGY": options.strategy,
+        "CACHE_DEFAULT_TIMEOUT": options.cache_timeout_s,
+        "CACHE_DIR": workdir / "cache",
+        "CACHE_REDIS_URL": redis_url,
+        "VIDEOS_DATABASE": workdir / "videos.sqlite",
+        "VIDEOS_WORK_MS": options.work_ms,
+        "VIDEOS_WORK_PHASE": options.work_phase,
+        "SERVICE_WORKERS": options.workers,
+        "SERVICE_THREADS": options.threads,
+    }
+
+
+def run_one(run: Run, options: Options, redis_url: str | None, progress: Progress) -> dict:
+    """One cell: a fresh service, Locust for warm-up + duration, final reads, the figures."""
+    run_dir = options.out / "histories" / run.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="cachebench-run-"))
+    try:
+        settings = service_settings(options, run.cache, workdir, redis_url)
+        with ExitStack() as stack:
+            if options.host:
+                url = options.host
+            else:
+                log = run_dir / "gunicorn.log"
+                url = stack.enter_context(gunicorn_service(settings, log))
+            loadgen_cpu_s = run_locust(run, options, url, run_dir, progress)
+        if not options.host:
+            final_reads(settings, read_history(run_dir), run_dir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return summarize(run, options, run_dir, loadgen_cpu_s)
+
+
+def locust_command(run: Run, options: Options, url: str, run_dir: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "locust",
+        "-f", str(LOADTESTS / f"{run.scenario}.py"),
+        "--headless", "--only-summary",
+        "--users", str(options.users), "--spawn-rate", str(options.users),
+        "--run-time", f"{options.warmup_s + options.duration_s:g}s",
+        "--host", url,
+        "--history-dir", str(run_dir),
+        "--keys", str(options.keys),
+        "--key-dist", options.key_dist,
+        "--zipf-s", str(options.zipf_s),
+        "--csv", str(run_dir / "locust"),
+    ]  # fmt: skip
+
+
+def run_locust(run: Run, options: Options, url: str, run_dir: Path, progress: Progress) -> float:
+    """Run Locust to its end; returns the CPU seconds it used."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with (run_dir / "locust.log").open("wb") as log:
+        process = subprocess.Popen(
+            locust_command(run, options, url, run_dir),
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        started = time.monotonic()
+        deadline = started + options.warmup_s + options.duration_s + 60
+        try:
+            while process.poll() is None:
+                progress.running(run, time.monotonic() - started, current_rps(run_dir))
+                if time.monotonic() > deadline:
+                    raise ServerError(f"locust did not stop; see {run_dir / 'locust.log'}")
+                time.sleep(0.5)
+        finally:
+            stop(process)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if process.returncode not in (0, 1):  # 1: Locust's own "there were failures"
+        tail = (run_dir / "locust.log").read_text(errors="replace").splitlines()[-5:]
+        raise ServerError(f"locust exited with {process.returncode}: " + " | ".join(tail))
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def current_rps(run_dir: Path) -> float | None:
+    """Locust's latest aggregated requests/s, from the stats history it writes every second."""
+    path = run_dir / "locust_stats_history.csv"
+    try:
+        lines = path.read_text().splitlines()
+        header, last = lines[0].split(","), lines[-1].split(",")
+        return float(last[header.index('"Requests/s"')]) if len(lines) > 1 else None
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def final_reads(settings: dict, history: pd.DataFrame, run_dir: Path) -> None:
+    """Read every key once through the API without a cache, so lost writes show."""
+    app = create_app(
+        {**settings, "CACHE_BACKEND": "none", "VIDEOS_WORK_MS": 0, "CACHE_REDIS_URL": None}
+    )
+    client = app.test_client()
+    rows = []
+    for key in sorted(history["key"].unique()):
+        t_invoke = time.time_ns()
+        response = client.get(f"/videos/{key}")
+        body = response.get_json(silent=True) or {}
+        rows.append({
+            "op": "get", "key": int(key), "value": body.get("name", ""),
+            "status": response.status_code, "cache": "",
+            "t_invoke_ns": t_invoke, "t_complete_ns": time.time_ns(), "worker": "final",
+        })  # fmt: skip
+    write_final_reads(run_dir, rows)
+
+
+def summarize(run: Run, options: Options, run_dir: Path, loadgen_cpu_s: float) -> dict:
+    info = json.loads((run_dir / "locust-run.json").read_text())
+    history = read_history(run_dir)
+    window = (info["t_seeded_ns"] + int(options.warmup_s * 1e9), info["t_stop_ns"])
+    run_figures = figures(history, read_final_reads(run_dir), start_ns=window[0], end_ns=window[1])
+    wall_s = (info["t_stop_ns"] - info["t_seeded_ns"]) / 1e9
+    row = {
+        "cache": run.cache,
+        "scenario": run.scenario,
+        "repeat": run.repeat,
+        "window_s": (window[1] - window[0]) / 1e9,
+        "loadgen_cpu": loadgen_cpu_s / wall_s if wall_s > 0 else float("nan"),
+        "loadgen_cpu_warning": bool(info.get("cpu_warning")),
+        **run_figures,
+    }
+    shape = RunShape(
+        run.cache, options.workers, options.threads, options.work_ms,
+        info.get("user_count", options.users),
+    )  # fmt: skip
+    row.update(run_bounds(history, window, shape, run_figures))
+    row["invalid"] = invalid_reason(row)
+    return row
+
+
+def invalid_reason(row: dict) -> str:
+    """Why a run must not be quoted, or "" when it may be."""
+    if row["loadgen_cpu_warning"] or row["loadgen_cpu"] >= 0.9:
+        return f"load generator saturated (CPU {row['loadgen_cpu']:.0%} of a core)"
+    if row["ops"] < MIN_OPS:
+        return f"too few operations ({row['ops']} < {MIN_OPS})"
+    return ""
+
+
+def flag_unstable(summary: pd.DataFrame) -> pd.DataFrame:
+    """Add each cell's coefficient of variation of throughput over its valid repeats."""
+    if summary.empty:
+        return summary
+    valid = summary[summary["invalid"] == ""]
+    cv = valid.groupby(["cache", "scenario"])["throughput_rps"].agg(
+        lambda s: s.std(ddof=1) / s.mean() if len(s) > 1 and s.mean() else float("nan")
+    )
+    return summary.join(cv.rename("throughput_cv"), on=["cache", "scenario"])
+
+
+def options_record(options: Options) -> dict:
+    record = asdict(options)
+    record["out"] = str(options.out)
+    return record
+
+
+def save(result: MatrixResult, options: Options, started: str) -> dict:
+    """Write summary.csv, metadata.json and the report into options.out; returns metadata."""
+    metadata = collect(options.out.name, options_record(options))
+    metadata.update(
+        started=started,
+        finished=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        interrupted=result.interrupted,
+        skipped=result.skipped,
+        failures=result.failures,
+        runs=len(result.summary),
+    )
+    result.summary.to_csv(options.out / "summary.csv", index=False)
+    (options.out / "metadata.json").write_text(json.dumps(metadata, indent=2, default=str))
+    write_report(options.out, result.summary, metadata, result.skipped, result.failures)
+    return metadata
