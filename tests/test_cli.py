@@ -100,8 +100,11 @@ def test_a_missing_directory_is_one_line_and_status_2(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv", [[], ["check"], ["check", ".", "--warmup", "-1"], ["nope"]])
-def test_bad_arguments_are_a_usage_error(argv, capsys):
+def test_bad_arguments_are_one_line_pointing_at_help(argv, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     assert exit_.value.code == 2
-    assert "usage: cachebench" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("cachebench")
+    assert "--help)" in err
