@@ -24,9 +24,9 @@ SLOW_ROUNDS = 20  # a set over FileSystemCache's threshold reads the whole direc
 
 
 @pytest.fixture
-def cached_video(make_service, backend) -> tuple[BaseCache, object]:
+def cached_video(make_app, backend) -> tuple[BaseCache, object]:
     """`backend` as the service configures it, holding the video the service cached there."""
-    app = make_service(CACHE_BACKEND=backend)
+    app = make_app(CACHE_BACKEND=backend)
     assert app.test_client().get("/videos/1").headers["X-Cache"] == "MISS"
     with app.app_context():
         backend_cache = cache.cache

@@ -26,9 +26,9 @@ HITTING_STRATEGIES = [s for s in CACHE_STRATEGIES if s != "memoize"]
 
 
 @pytest.fixture
-def service_app(make_service, backend, strategy) -> Flask:
+def service_app(make_app, backend, strategy) -> Flask:
     """The service with `backend` and `strategy`."""
-    return make_service(CACHE_BACKEND=backend, CACHE_STRATEGY=strategy)
+    return make_app(CACHE_BACKEND=backend, CACHE_STRATEGY=strategy)
 
 
 @pytest.fixture

@@ -1,0 +1,73 @@
+"""Fixtures shared by the tests and the benchmarks: a real Redis and fresh apps."""
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, suppress
+
+import pytest
+import redis
+from flask import Flask
+
+from service import create_app
+from service.cache import cache
+from service.processes import RedisUnavailable, private_redis
+from service.processes import redis_url as start_redis
+
+
+def no_redis(reason: str) -> None:
+    """Skip for want of Redis, except under CI, which must never go green with it untested."""
+    if os.environ.get("CI"):
+        pytest.fail(f"Redis is required when CI is set: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis for the session: REDIS_URL, or a private redis-server on a free port."""
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(start_redis())
+        except RedisUnavailable as exc:
+            no_redis(str(exc))
+        yield url
+
+
+@pytest.fixture
+def stoppable_redis():
+    """A private redis-server this test may stop (never the shared REDIS_URL): (url, process)."""
+    with ExitStack() as stack:
+        try:
+            server = stack.enter_context(private_redis())
+        except RedisUnavailable as exc:
+            no_redis(str(exc))
+        yield server
+
+
+@pytest.fixture
+def make_app(tmp_path, request) -> Iterator[Callable[..., Flask]]:
+    """Build fresh apps on the test's own database from settings overrides.
+
+    GET does no simulated work unless asked. The caches are emptied afterwards: on a shared
+    REDIS_URL, the version keys that memoize's PUT leaves behind never expire.
+    """
+    apps = []
+
+    def make(**settings: object) -> Flask:
+        config = {
+            "TESTING": True,
+            "VIDEOS_DATABASE": str(tmp_path / "videos.sqlite"),
+            "CACHE_DIR": str(tmp_path / "cache"),
+            "VIDEOS_WORK_MS": 0,
+            **settings,
+        }
+        if config.get("CACHE_BACKEND") == "redis":
+            config.setdefault("CACHE_REDIS_URL", request.getfixturevalue("redis_url"))
+        app = create_app(config)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        # A test may have stopped its Redis on purpose.
+        with app.app_context(), suppress(redis.exceptions.ConnectionError):
+            cache.clear()
