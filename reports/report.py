@@ -33,6 +33,8 @@ class Section:
 
 def cells(summary: pd.DataFrame) -> pd.DataFrame:
     """One row per scenario × cache over its quotable repeats: the figures of the report."""
+    if summary.empty:
+        return pd.DataFrame()
     quotable = summary[summary["invalid"] == ""]
     rows = []
     for (scenario, cache), runs in quotable.groupby(["scenario", "cache"], sort=False):

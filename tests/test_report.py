@@ -98,7 +98,16 @@ def test_report_has_every_section_and_is_self_contained(summary, tmp_path):
     assert not re.search(r"""(src|href)=['"]?(https?:|/|charts/)""", html)
 
 
-def test_report_of_no_quotable_run_says_so(tmp_path):
-    summary = pd.DataFrame([run_row("none", "mixed", 1, 1.0, invalid="too few operations")])
-    markdown, _ = write_report(tmp_path, summary, METADATA, {}, [])
-    assert "No run finished with figures that can be quoted." in markdown.read_text()
+@pytest.mark.parametrize(
+    "summary",
+    [
+        pd.DataFrame([run_row("none", "mixed", 1, 1.0, invalid="too few operations")]),
+        pd.DataFrame(),
+    ],
+    ids=["invalid", "no-run"],
+)
+def test_report_of_no_quotable_run_says_so(tmp_path, summary):
+    markdown, _ = write_report(tmp_path, summary, METADATA, {}, ["none-mixed-r1: it broke"])
+    text = markdown.read_text()
+    assert "No run finished with figures that can be quoted." in text
+    assert "failed: none-mixed-r1: it broke" in text
