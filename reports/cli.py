@@ -19,7 +19,17 @@ from typing import NoReturn, TextIO
 from reports.compare import CompareError, compare_runs, format_comparison
 from reports.figures import check, format_figures
 from reports.history import FILE_PATTERN, FINAL_READS_FILE, HistoryError
-from reports.matrix import QUICK, SCENARIOS, Options, OptionsError, Run, run_matrix, save, validate
+from reports.matrix import (
+    QUICK,
+    SCENARIOS,
+    Options,
+    OptionsError,
+    Run,
+    run_matrix,
+    save,
+    unstable_cells,
+    validate,
+)
 from service.settings import CACHE_BACKENDS, CACHE_STRATEGIES, WORK_PHASES
 
 # Set in the environment of everything `run` starts, so that a process left behind could be
@@ -192,6 +202,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"report: {options.out / 'report.md'} (and report.html, summary.csv, metadata.json)")
     for cache, why in result.skipped.items():
         print(f"not run: {cache}: {why}", file=sys.stderr)
+    for cache, scenario, cv in unstable_cells(result.summary):
+        print(
+            f"unstable: {cache} × {scenario}: throughput varies {cv:.0%} across repeats "
+            "(CV ≥ 10%); see the report before quoting it",
+            file=sys.stderr,
+        )
     if result.interrupted:
         print(f"interrupted: kept the {len(result.summary)} finished runs", file=sys.stderr)
         return 130

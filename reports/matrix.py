@@ -7,6 +7,7 @@ finished are kept.
 
 import ipaddress
 import json
+import math
 import resource
 import shutil
 import socket
@@ -28,6 +29,7 @@ from reports.figures import figures
 from reports.history import HistoryError, read_final_reads, read_history, write_final_reads
 from reports.metadata import collect
 from reports.report import write_report
+from reports.stats import UNSTABLE_CV
 from service import create_app
 from service.processes import RedisUnavailable, ServerError, gunicorn_service, stop
 from service.processes import redis_url as redis_url_or_private
@@ -36,8 +38,9 @@ from service.settings import CACHE_BACKENDS
 SCENARIOS = ("read_heavy", "mixed", "write_heavy")
 LOADTESTS = Path(loadtests.__file__).parent
 EXTERNAL = "external"  # the cache label of runs against --host: its cache is unknown
-# A run with fewer operations in its window than this is too small to quote.
-MIN_OPS = 200
+# A run with fewer operations in its window than this is too small to quote (with no cache
+# and the default work time, a run makes about 35 a second).
+MIN_OPS = 100
 
 
 class OptionsError(ValueError):
@@ -52,7 +55,7 @@ class Options:
     scenarios: tuple[str, ...] = SCENARIOS
     repeats: int = 3
     duration_s: float = 4.0
-    warmup_s: float = 1.0
+    warmup_s: float = 2.0
     users: int = 8
     workers: int = 2
     threads: int = 1
@@ -68,7 +71,9 @@ class Options:
     out: Path = field(default_factory=lambda: Path("reports/runs") / time.strftime("%Y%m%d-%H%M%S"))
 
 
-QUICK = {"repeats": 1, "duration_s": 2.0, "warmup_s": 0.5}
+# A smoke run: every cell once, briefly, with a short work time so that even the runs
+# without a cache make enough operations. Its figures show the matrix works, not what to buy.
+QUICK = {"repeats": 1, "duration_s": 1.5, "warmup_s": 0.5, "work_ms": 10}
 
 
 def validate(options: Options) -> Options:
@@ -220,7 +225,8 @@ def locust_command(run: Run, options: Options, url: str, run_dir: Path) -> list[
         "-f", str(LOADTESTS / f"{run.scenario}.py"),
         "--headless", "--only-summary",
         "--users", str(options.users), "--spawn-rate", str(options.users),
-        "--run-time", f"{options.warmup_s + options.duration_s:g}s",
+        # Locust counts whole seconds; the measured window is what the run really had.
+        "--run-time", f"{math.ceil(options.warmup_s + options.duration_s)}s",
         "--host", url,
         "--history-dir", str(run_dir),
         "--keys", str(options.keys),
@@ -269,9 +275,9 @@ def current_rps(run_dir: Path) -> float | None:
 
 def final_reads(settings: dict, history: pd.DataFrame, run_dir: Path) -> None:
     """Read every key once through the API without a cache, so lost writes show."""
-    app = create_app(
-        {**settings, "CACHE_BACKEND": "none", "VIDEOS_WORK_MS": 0, "CACHE_REDIS_URL": None}
-    )
+    # The same settings gunicorn had (as the strings of its environment), without the cache.
+    given = {k: str(v) for k, v in settings.items() if v is not None}
+    app = create_app({**given, "CACHE_BACKEND": "none", "VIDEOS_WORK_MS": "0"})
     client = app.test_client()
     rows = []
     for key in sorted(history["key"].unique()):
@@ -328,6 +334,14 @@ def flag_unstable(summary: pd.DataFrame) -> pd.DataFrame:
         lambda s: s.std(ddof=1) / s.mean() if len(s) > 1 and s.mean() else float("nan")
     )
     return summary.join(cv.rename("throughput_cv"), on=["cache", "scenario"])
+
+
+def unstable_cells(summary: pd.DataFrame) -> list[tuple[str, str, float]]:
+    """(cache, scenario, CV) of every cell whose throughput varies too much across repeats."""
+    if summary.empty:
+        return []
+    cells = summary[["cache", "scenario", "throughput_cv"]].drop_duplicates()
+    return [tuple(c) for c in cells[cells["throughput_cv"] >= UNSTABLE_CV].itertuples(index=False)]
 
 
 def options_record(options: Options) -> dict:
