@@ -5,6 +5,7 @@ Importing this module registers its Locust event listeners; every scenario impor
 through loadtests._videos, and Python imports it once however many scenarios are loaded.
 """
 
+import atexit
 import itertools
 import json
 import logging
@@ -243,6 +244,8 @@ class LoadRun:
         if directory is not None and isinstance(self.history, NoHistory):
             directory.mkdir(parents=True, exist_ok=True)
             self.history = HistoryWriter(directory, self.process)
+            # For the exits that fire no `quitting` (run_single_user, an error in Locust).
+            atexit.register(self.history.close)
 
     def history_file(self) -> str | None:
         path = getattr(self.history, "path", None)
