@@ -189,8 +189,8 @@ class LoadRun:
     def on_worker_report(self, client_id: str, data: dict, **_kwargs: object) -> None:
         report = data.get("cachebench")
         if report is not None:
-            self.hits.add(report.pop("hits"))
-            self.workers[client_id] = report
+            self.hits.add(report["hits"])
+            self.workers[client_id] = {k: v for k, v in report.items() if k != "hits"}
 
     def on_quitting(self, **_kwargs: object) -> None:
         runner = self.environment.runner
