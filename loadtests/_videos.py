@@ -16,28 +16,28 @@ class VideosUser(FastHttpUser):
     # Closed loop, no think time: each user sends its next request as soon as it has an answer.
     wait_time = constant(0)
 
-    run: LoadRun
+    load: LoadRun  # not `run`: that is the User method running its tasks
     videos: VideosClient
 
     def on_start(self) -> None:
-        self.run = current_run()
+        self.load = current_run()
         self.videos = VideosClient(
             self.client,
-            self.run.history,
-            Writer(self.run.next_worker_id()),
-            self.run.hits.counts_of(type(self).__name__),
+            self.load.history,
+            Writer(self.load.next_worker_id()),
+            self.load.hits.counts_of(type(self).__name__),
         )
 
     def read(self) -> None:
         """GET a chosen id."""
-        self.videos.get(self.run.choose_key())
+        self.videos.get(self.load.choose_key())
 
     def write(self) -> None:
         """PUT a chosen id, or one this process deleted."""
-        self.videos.put(self.run.key_to_write())
+        self.videos.put(self.load.key_to_write())
 
     def remove(self) -> None:
         """DELETE a chosen id; a later PUT brings it back."""
-        key = self.run.choose_key()
+        key = self.load.choose_key()
         if self.videos.delete(key) == 204:
-            self.run.deleted.add(key)
+            self.load.deleted.add(key)

@@ -20,7 +20,7 @@ class TutorialUser(VideosUser):
 
     def on_start(self) -> None:
         super().on_start()
-        self.video_id = self.run.private_id()
+        self.video_id = self.load.private_id()
 
     @task
     def sequences(self) -> None:
