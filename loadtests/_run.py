@@ -208,7 +208,10 @@ class LoadRun:
                 logging.INFO if verdict.passed else logging.ERROR,
                 f"{verdict.option} {verdict.limit:g}: {outcome} ({verdict.value:.4g})",
             )
-        if self.error is not None or not all(v.passed for v in verdicts):
+        if self.error is not None:
+            # Not 1, Locust's "some requests failed": this run measured nothing at all.
+            self.environment.process_exit_code = 2
+        elif not all(v.passed for v in verdicts):
             self.environment.process_exit_code = 1
         elif verdicts and not locust.log.unhandled_greenlet_exception:
             self.environment.process_exit_code = 0
@@ -229,7 +232,7 @@ class LoadRun:
     # The parts.
 
     def abort(self, message: str) -> None:
-        """Stop the test before it measures anything, with `message` and exit code 1."""
+        """Stop the test before it measures anything, with `message` and exit code 2."""
         log.error(message)
         self.error = message
         runner = self.environment.runner
@@ -388,7 +391,8 @@ def _on_init(environment: Environment, web_ui: WebUI | None = None, **_kwargs: o
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            sys.exit(f"locust: error: argument --history-dir: {exc}")
+            print(f"locust: error: argument --history-dir: {exc}", file=sys.stderr)
+            sys.exit(2)  # as argparse exits for the other options
     _run.attach(web_ui)
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
         gevent.signal_handler(signal.SIGINT, _interrupt_main)

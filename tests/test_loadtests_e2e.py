@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from reports.history import COLUMNS, history_files, read_history
-from service.processes import gunicorn_service, stop
+from service.processes import free_port, gunicorn_service, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 # The command users run, from this environment (not `python -m locust`, which names itself
@@ -208,6 +208,22 @@ def test_a_history_dir_that_cannot_be_made_is_one_line(locust, tmp_path):
     (tmp_path / "taken").write_text("a file, not a directory")
     history = tmp_path / "taken" / "history"
     code, output = run_to_end(locust, "-f", "loadtests/", "--headless", "--history-dir", history)
-    assert code == 1
+    assert code == 2
     assert output.splitlines()[-1].startswith("locust: error: argument --history-dir: ")
+    assert "Traceback" not in output
+
+
+def test_a_run_that_cannot_seed_measures_nothing(locust, tmp_path):
+    history = tmp_path / "history"
+    code, output = run_to_end(
+        locust,
+        *("-f", "loadtests/read_heavy.py"),
+        *headless(f"http://127.0.0.1:{free_port()}", history, "-u", "1", "-t", "10s"),
+    )
+    assert code == 2, output
+    run = run_file(history)
+    assert run["error"].startswith(f"seeding {run['host']} failed ({KEYS} PUTs), first: PUT ")
+    assert run["error"] in output
+    assert run["t_seeded_ns"] is None
+    assert run["requests"] == 0
     assert "Traceback" not in output
