@@ -1,0 +1,105 @@
+"""Writing the operation history (format: reports/history.py), and the names that make every
+write recognisable in it.
+
+One file per Locust process, `history-<process id>.csv`. Rows are buffered in memory and
+written in batches, so that recording costs a list append per request, not a write.
+"""
+
+import csv
+import os
+import re
+import secrets
+import socket
+from pathlib import Path
+
+from reports.history import COLUMNS, FILE_PATTERN
+
+# Rows kept in memory before a write: about a megabyte, a few seconds of a busy process.
+FLUSH_EVERY_ROWS = 10_000
+
+_process_ids: dict[int, str] = {}
+
+
+def process_id() -> str:
+    """An id of this process, unique across machines, processes and runs: host, pid, token.
+
+    Computed per pid, because `--processes` forks after this module is imported.
+    """
+    pid = os.getpid()
+    if pid not in _process_ids:
+        host = re.sub(r"[^A-Za-z0-9.-]+", "-", socket.gethostname()) or "host"
+        _process_ids[pid] = f"{host}-{pid}-{secrets.token_hex(3)}"
+    return _process_ids[pid]
+
+
+class Writer:
+    """One writer of the history (a Locust user, or the seeding): its id and its names.
+
+    A PUT's name is `<worker>#<n>`, n counting this writer's PUTs from 1, so no two writes
+    in a run carry the same name and a read's value tells which write it saw.
+    """
+
+    def __init__(self, worker: str) -> None:
+        self.worker = worker
+        self._writes = 0
+
+    def next_name(self) -> str:
+        self._writes += 1
+        return f"{self.worker}#{self._writes}"
+
+
+class HistoryWriter:
+    """Rows of one process, buffered and appended to `history-<process>.csv` in `directory`."""
+
+    def __init__(self, directory: Path, process: str) -> None:
+        self.path = Path(directory) / FILE_PATTERN.replace("*", process)
+        # "x": two processes must never share a file, even if a run reuses a directory.
+        self._file = self.path.open("x", newline="", encoding="utf-8")
+        self._csv = csv.writer(self._file)
+        self._csv.writerow(COLUMNS)
+        self._rows: list[tuple] = []
+        self.rows_written = 0
+
+    def record(
+        self,
+        op: str,
+        key: int,
+        value: str,
+        status: int,
+        cache: str,
+        t_invoke_ns: int,
+        t_complete_ns: int,
+        worker: str,
+    ) -> None:
+        """Keep one operation (the columns of COLUMNS, in order)."""
+        self._rows.append((op, key, value, status, cache, t_invoke_ns, t_complete_ns, worker))
+        if len(self._rows) >= FLUSH_EVERY_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered rows and hand them to the OS (they survive a crash of Locust)."""
+        if self._file.closed:
+            return
+        self._csv.writerows(self._rows)
+        self.rows_written += len(self._rows)
+        self._rows.clear()
+        self._file.flush()
+
+    def close(self) -> None:
+        self.flush()
+        self._file.close()
+
+
+class NoHistory:
+    """What records when no --history-dir was given: nothing."""
+
+    rows_written = 0
+
+    def record(self, *row: object) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,145 @@
+"""The load tests' own command-line options, and the checked settings made from them.
+
+Each option has a LOCUST_* environment variable too. A bad value stops Locust with one line
+(`locust: error: argument --keys: ...`): the checks are argparse types, and the same checks
+run again when a test starts, since the web UI's form bypasses argparse.
+"""
+
+import argparse
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loadtests._keys import KEY_DISTRIBUTIONS
+
+if TYPE_CHECKING:
+    # Importing locust monkey-patches the standard library: only Locust itself should.
+    from locust.argument_parser import LocustArgumentParser
+
+DEFAULT_KEYS = 100
+DEFAULT_KEY_DIST = "zipf"
+DEFAULT_ZIPF_S = 1.0
+
+
+def keys_count(value: Any) -> int:
+    try:
+        # bool is an int in Python, and int(2.5) would quietly be 2
+        number = int(value) if isinstance(value, int | str) and not isinstance(value, bool) else 0
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {value!r}")
+    return number
+
+
+def zipf_exponent(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, not {value!r}")
+    return number
+
+
+def rate(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError(
+            f"must be a fraction from 0 to 1 (0.01: 1 %), not {value!r}"
+        )
+    return number
+
+
+def key_distribution(value: Any) -> str:
+    if value not in KEY_DISTRIBUTIONS:
+        raise argparse.ArgumentTypeError(
+            f"must be one of {', '.join(KEY_DISTRIBUTIONS)}, not {value!r}"
+        )
+    return value
+
+
+def add_options(parser: "LocustArgumentParser") -> None:
+    """Add the options to Locust's parser (an `init_command_line_parser` listener)."""
+    parser.add_argument(
+        "--keys",
+        type=keys_count,
+        default=DEFAULT_KEYS,
+        env_var="LOCUST_KEYS",
+        help=f"Video ids 1 … N that the scenarios read and write (default {DEFAULT_KEYS}).",
+    )
+    parser.add_argument(
+        "--key-dist",
+        type=key_distribution,
+        choices=KEY_DISTRIBUTIONS,
+        default=DEFAULT_KEY_DIST,
+        env_var="LOCUST_KEY_DIST",
+        help=f"How popular ids are: uniform, or zipf, id 1 hottest (default {DEFAULT_KEY_DIST}).",
+    )
+    parser.add_argument(
+        "--zipf-s",
+        type=zipf_exponent,
+        default=DEFAULT_ZIPF_S,
+        env_var="LOCUST_ZIPF_S",
+        help=f"Zipf exponent: id k is chosen ∝ 1/k^s (default {DEFAULT_ZIPF_S}; 0 is uniform).",
+    )
+    parser.add_argument(
+        "--history-dir",
+        default=None,
+        env_var="LOCUST_HISTORY_DIR",
+        include_in_web_ui=False,
+        help="Write every operation to history-*.csv files and locust-run.json in this "
+        "directory (created if missing). Without it, no history is kept.",
+    )
+    parser.add_argument(
+        "--max-failure-rate",
+        type=rate,
+        default=None,
+        env_var="LOCUST_MAX_FAILURE_RATE",
+        help="Exit with code 1 if more than this fraction of requests failed, else 0 "
+        "(default: Locust's own rule, any failure exits with 1).",
+    )
+
+
+class SettingsError(ValueError):
+    """An option value a test cannot start with."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    keys: int = DEFAULT_KEYS
+    key_dist: str = DEFAULT_KEY_DIST
+    zipf_s: float = DEFAULT_ZIPF_S
+    history_dir: Path | None = None
+    max_failure_rate: float | None = None
+
+    @classmethod
+    def from_options(cls, options: argparse.Namespace | None) -> "Settings":
+        """The checked settings in Locust's parsed options (defaults when there are none)."""
+        if options is None:
+            return cls()
+        defaults = cls()
+        checked = {}
+        for name, check in _CHECKS.items():
+            value = getattr(options, name, getattr(defaults, name))
+            try:
+                # Only the options without a default may be left out ("" from the web UI).
+                unset = name in _OPTIONAL and value in (None, "")
+                checked[name] = None if unset else check(value)
+            except argparse.ArgumentTypeError as exc:
+                raise SettingsError(f"--{name.replace('_', '-')}: {exc}") from None
+        return cls(**checked)
+
+
+_CHECKS = {
+    "keys": keys_count,
+    "key_dist": key_distribution,
+    "zipf_s": zipf_exponent,
+    "history_dir": Path,
+    "max_failure_rate": rate,
+}
+_OPTIONAL = {"history_dir", "max_failure_rate"}

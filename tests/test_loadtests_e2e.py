@@ -1,0 +1,229 @@
+"""The scenarios end to end: `locust -f loadtests/` as a real subprocess against the service
+under gunicorn (2 workers), judged by its exit code, history files and locust-run.json."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from reports.history import COLUMNS, history_files, read_history
+from service.processes import free_port, gunicorn_service, stop
+
+ROOT = Path(__file__).resolve().parents[1]
+# The command users run, from this environment (not `python -m locust`, which names itself
+# __main__.py in its messages).
+LOCUST = Path(sys.executable).with_name("locust")
+KEYS = 20
+SCENARIOS = {"ReadHeavyUser", "MixedUser", "WriteHeavyUser", "TutorialUser"}
+
+
+@pytest.fixture
+def serve(tmp_path, request):
+    """Start the service under gunicorn (2 workers, 5 ms of work per GET) with a cache backend."""
+    with ExitStack() as stack:
+
+        def start(backend):
+            settings = {
+                "CACHE_BACKEND": backend,
+                "SERVICE_WORKERS": 2,
+                "VIDEOS_WORK_MS": 5,
+                "VIDEOS_DATABASE": tmp_path / "videos.sqlite",
+                "CACHE_DIR": tmp_path / "cache",
+            }
+            if backend == "redis":
+                settings["CACHE_REDIS_URL"] = request.getfixturevalue("redis_url")
+            return stack.enter_context(gunicorn_service(settings, tmp_path / "gunicorn.log"))
+
+        yield start
+
+
+@pytest.fixture
+def locust(tmp_path):
+    """Start `locust ARGS` in its own session; it and every process it forked stop after the test.
+
+    Yields a function returning the process and the path of its output.
+    """
+    # The caller's LOCUST_* settings must not leak into the runs.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
+    with ExitStack() as stack:
+
+        def start(*args, **extra_env):
+            output = tmp_path / f"locust-{len(list(tmp_path.glob('locust-*.log')))}.log"
+            with output.open("w") as out:
+                process = subprocess.Popen(
+                    [LOCUST, *args],
+                    cwd=ROOT,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=env | extra_env,
+                    start_new_session=True,
+                )
+            stack.callback(stop, process)
+            return process, output
+
+        yield start
+
+
+def run_to_end(locust, *args, **extra_env):
+    """Run locust with `args` until it exits: (exit code, output)."""
+    process, output = locust(*args, **extra_env)
+    code = process.wait(timeout=120)
+    return code, output.read_text()
+
+
+def headless(host, history, *args):
+    return [
+        *("--headless", "-r", "8", "--host", host, "--history-dir", str(history)),
+        *("--keys", str(KEYS)),
+        *args,
+    ]
+
+
+def run_file(history):
+    return json.loads((history / "locust-run.json").read_text())
+
+
+def split_seeding(history):
+    ops = read_history(history)
+    seeding = ops["worker"].str.endswith("-seed")
+    return ops[seeding], ops[~seeding]
+
+
+def test_every_scenario_in_two_processes(serve, locust, tmp_path):
+    history = tmp_path / "history"
+    code, output = run_to_end(
+        locust,
+        *("-f", "loadtests/"),
+        *headless(serve("simple"), history, "-u", "8", "-t", "4s", "--processes", "2"),
+        *("--max-failure-rate", "1"),
+    )
+    assert code == 0, output
+
+    run = run_file(history)
+    files = history_files(history)
+    assert len(files) == 3, "the master's (seeding) and one per worker"
+    assert sorted(run["history_files"]) == [f.name for f in files]
+    for path in files:
+        assert path.read_text().splitlines()[0] == ",".join(COLUMNS)
+    assert set(run["user_classes"]) == SCENARIOS
+    assert set(run["hit_rate"]) == SCENARIOS | {"Aggregated"}
+    assert run["processes"] == 2
+    assert (run["keys"], run["key_dist"], run["zipf_s"]) == (KEYS, "zipf", 1.0)
+    assert run["thresholds"] == [
+        {"option": "--max-failure-rate", "limit": 1.0, "value": run["fail_ratio"], "passed": True}
+    ]
+    assert "Cache hit rate" in output
+
+    seeding, load = split_seeding(history)
+    # Seeded once, by one process, before any measured operation.
+    assert sorted(seeding["key"]) == list(range(1, KEYS + 1))
+    assert seeding["worker"].nunique() == 1
+    assert (seeding["status"] == 201).all()
+    assert seeding["t_complete_ns"].max() <= run["t_seeded_ns"] <= load["t_invoke_ns"].min()
+    assert load["worker"].str.rsplit("-", n=2).str[0].nunique() == 2, "users of both workers"
+    assert set(load["op"]) == {"get", "put", "delete"}
+
+    ops = read_history(history)
+    puts = ops[ops["op"] == "put"]
+    assert puts["value"].is_unique
+    assert (puts["value"].str.rpartition("#")[0] == puts["worker"]).all()
+    # The tutorial's ids lie above the keyspace, each touched by one user only.
+    private = load[load["key"] > KEYS]
+    assert len(private) > 0
+    assert (private.groupby("key")["worker"].nunique() == 1).all()
+
+
+@pytest.mark.parametrize(("backend", "broken"), [("simple", True), ("redis", False)])
+def test_tutorial_read_your_writes(serve, locust, tmp_path, backend, broken):
+    """SimpleCache is per gunicorn worker: a write invalidates one of two caches."""
+    history = tmp_path / "history"
+    code, output = run_to_end(
+        locust,
+        *("-f", "loadtests/", "TutorialUser"),
+        *headless(serve(backend), history, "-u", "4", "-t", "3s", "--max-failure-rate", "0"),
+    )
+    run = run_file(history)
+    assert run["user_classes"] == ["TutorialUser"]
+    assert run["requests"] > 0
+    if broken:
+        assert code == 1, output
+        assert "read-your-writes broken in get-" in output
+        assert run["failures"] > 0
+        assert run["thresholds"][0]["passed"] is False
+    else:
+        assert code == 0, output
+        assert "read-your-writes" not in output
+        assert run["failures"] == 0
+
+    # One process: every request Locust counted is in the history, plus at most one per
+    # user that was cut off by the end of the run.
+    _, load = split_seeding(history)
+    assert run["requests"] <= len(load) <= run["requests"] + 4
+
+
+def test_ctrl_c_keeps_every_operation(serve, locust, tmp_path):
+    history = tmp_path / "history"
+    process, output = locust(
+        *("-f", "loadtests/mixed.py"),
+        *headless(serve("simple"), history, "-u", "4", "--max-failure-rate", "1"),
+    )
+    deadline = time.monotonic() + 60
+    while "All users spawned" not in output.read_text():
+        assert process.poll() is None, output.read_text()
+        assert time.monotonic() < deadline, output.read_text()
+        time.sleep(0.1)
+    time.sleep(1)  # some load, then Ctrl-C as a terminal sends it: to the whole group
+    os.killpg(process.pid, signal.SIGINT)
+    assert process.wait(timeout=60) == 0, output.read_text()
+
+    run = run_file(history)
+    _, load = split_seeding(history)
+    assert run["requests"] > 0
+    assert run["requests"] <= len(load) <= run["requests"] + 4
+    assert run["t_stop_ns"] >= load["t_complete_ns"].max() - 10**9
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--keys", "0"], {}, "argument --keys: must be a whole number >= 1, not '0'"),
+        (["--key-dist", "hot"], {}, "argument --key-dist: must be one of uniform, zipf, not 'hot'"),
+        ([], {"LOCUST_ZIPF_S": "-1"}, "argument --zipf-s: must be a number >= 0, not '-1'"),
+    ],
+)
+def test_a_bad_option_is_one_line(locust, args, env, message):
+    code, output = run_to_end(locust, "-f", "loadtests/", "--headless", *args, **env)
+    assert code == 2
+    assert output.splitlines() == [f"locust: error: {message}"]
+
+
+def test_a_history_dir_that_cannot_be_made_is_one_line(locust, tmp_path):
+    (tmp_path / "taken").write_text("a file, not a directory")
+    history = tmp_path / "taken" / "history"
+    code, output = run_to_end(locust, "-f", "loadtests/", "--headless", "--history-dir", history)
+    assert code == 2
+    assert output.splitlines()[-1].startswith("locust: error: argument --history-dir: ")
+    assert "Traceback" not in output
+
+
+def test_a_run_that_cannot_seed_measures_nothing(locust, tmp_path):
+    history = tmp_path / "history"
+    code, output = run_to_end(
+        locust,
+        *("-f", "loadtests/read_heavy.py"),
+        *headless(f"http://127.0.0.1:{free_port()}", history, "-u", "1", "-t", "10s"),
+    )
+    assert code == 2, output
+    run = run_file(history)
+    assert run["error"].startswith(f"seeding {run['host']} failed ({KEYS} PUTs), first: PUT ")
+    assert run["error"] in output
+    assert run["t_seeded_ns"] is None
+    assert run["requests"] == 0
+    assert "Traceback" not in output
