@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from reports.figures import window_mask
+
 # How far a measurement may stray from a bound it should meet before it is flagged.
 TOLERANCE = 0.10
 
@@ -39,7 +41,7 @@ def run_bounds(
     `figures` are the checker's for the same window (throughput, hit and stale rates).
     """
     start, end = window
-    in_window = history[(history["t_invoke_ns"] >= start) & (history["t_invoke_ns"] < end)]
+    in_window = history[window_mask(history, start, end)]
     seconds = (end - start) / 1e9
     gets = in_window[in_window["op"] == "get"]
     misses = gets[gets["cache"] == "MISS"]

@@ -30,24 +30,18 @@ def figures(
     """The figures of a run (see the README, "Checking a history", for each one).
 
     `history` as read_history returns it; `final_reads` as read_final_reads does (None: the
-    run made none, and the lost-write figures are None). The window holds the operations
-    invoked at or after `start_ns` and before `end_ns`; either bound may be left open. A
-    figure that has nothing to be computed from (a rate without operations, a percentile
-    without samples) is None.
+    run made none, and the lost-write figures are None). The window is `window_mask`'s;
+    either bound may be left open. A figure that has nothing to be computed from (a rate
+    without operations, a percentile without samples) is None.
     """
-    invoked = history["t_invoke_ns"]
-    in_window = pd.Series(True, index=history.index)
-    if start_ns is not None:
-        in_window &= invoked >= start_ns
-    if end_ns is not None:
-        in_window &= invoked < end_ns
+    in_window = window_mask(history, start_ns, end_ns)
     ops = history[in_window]
     reads = classify_reads(history)
     reads = reads[in_window[reads.index]]
     verdicts = reads["verdict"].value_counts()
 
     # Throughput's denominator: the window, from its start (else the first invocation in it)
-    # to its end (else the last completion of an operation invoked in it).
+    # to its end (else the last completion in it).
     duration_ns = None
     if len(ops):
         start = start_ns if start_ns is not None else ops["t_invoke_ns"].min()
@@ -88,6 +82,21 @@ def figures(
     for group, members in groups.items():
         result.update(_percentiles(group, latency_ms[members].to_numpy()))
     return result
+
+
+def window_mask(history: pd.DataFrame, start_ns: int | None, end_ns: int | None) -> pd.Series:
+    """The operations of a measurement window: invoked at or after `start_ns`, and completed
+    by `end_ns`.
+
+    An operation still in flight at the end was cut off by the stop of the load, not failed
+    by the service: it is left out, not counted as an error.
+    """
+    in_window = pd.Series(True, index=history.index)
+    if start_ns is not None:
+        in_window &= history["t_invoke_ns"] >= start_ns
+    if end_ns is not None:
+        in_window &= history["t_complete_ns"] <= end_ns
+    return in_window
 
 
 def check(directory: Path, *, warmup_s: float = 0.0) -> Figures:

@@ -115,6 +115,17 @@ def test_a_closed_window_is_its_own_duration():
     assert result["throughput_rps"] == pytest.approx(100)
 
 
+def test_an_operation_cut_off_by_the_end_of_the_window_is_left_out_not_an_error():
+    ops = [
+        put(1, "A", 0, 1 * MS),
+        get(1, "A", 2 * MS, 3 * MS),
+        get(1, None, 9 * MS, 12 * MS, status=0),  # still in flight when the load stopped
+    ]
+    result = figures(history(*ops), end_ns=10 * MS)
+    assert (result["ops"], result["reads"], result["errors"]) == (2, 1, 0)
+    assert figures(history(*ops))["errors"] == 1
+
+
 def test_lost_writes_from_the_final_reads():
     final_reads = history(
         get(2, "B", 300 * MS, 301 * MS),  # B was superseded by the DELETE
