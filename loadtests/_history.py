@@ -1,4 +1,4 @@
-"""Writing the operation history (format: reports/history.py), and the names that make every
+"""Writing the operation history (format: reports/history_format.py), and the names that make every
 write recognisable in it.
 
 One file per Locust process, `history-<process id>.csv`. Rows are buffered in memory and
@@ -12,7 +12,7 @@ import secrets
 import socket
 from pathlib import Path
 
-from reports.history import COLUMNS, FILE_PATTERN
+from reports.history_format import COLUMNS, FILE_PATTERN
 
 # Rows kept in memory before a write: about a megabyte, a few seconds of a busy process.
 FLUSH_EVERY_ROWS = 10_000

@@ -22,7 +22,7 @@ judged in its favour: stale only if all of them were superseded, aged from the l
 import numpy as np
 import pandas as pd
 
-from reports.history import INITIAL_VALUES
+from reports.history_format import INITIAL_VALUES
 
 VERDICTS = ("ok", "stale", "phantom", "future", "unjudged")
 # A final read is judged as a read after everything: a stale one means a lost write.

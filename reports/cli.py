@@ -18,7 +18,8 @@ from typing import NoReturn, TextIO
 
 from reports.compare import CompareError, compare_runs, format_comparison
 from reports.figures import check, format_figures
-from reports.history import FILE_PATTERN, FINAL_READS_FILE, HistoryError
+from reports.history import HistoryError
+from reports.history_format import FILE_PATTERN, FINAL_READS_FILE
 from reports.matrix import (
     QUICK,
     SCENARIOS,

@@ -3,7 +3,8 @@
 import pandas as pd
 
 from reports.checker import classify_reads
-from reports.history import COLUMNS, to_history
+from reports.history import to_history
+from reports.history_format import COLUMNS
 
 
 def put(key: int, name: str, t_invoke: int, t_complete: int, status: int = 201, **more) -> dict:

@@ -10,7 +10,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from reports.checker import classify_final_reads, classify_reads
-from reports.history import INITIAL_VALUES
+from reports.history_format import INITIAL_VALUES
 
 # Examples run pandas end to end: give them time, this is no timing test.
 untimed = settings(deadline=None)

@@ -7,7 +7,7 @@ from histories import get, history, put
 
 from reports import synthetic
 from reports.cli import main
-from reports.history import COLUMNS, FINAL_READS_FILE
+from reports.history_format import COLUMNS, FINAL_READS_FILE
 
 MS = 1_000_000
 

@@ -6,7 +6,8 @@ import pytest
 from histories import delete, get, history, put
 
 from reports.figures import check, figures, format_figures
-from reports.history import FINAL_READS_FILE, HistoryError
+from reports.history import HistoryError
+from reports.history_format import FINAL_READS_FILE
 
 MS = 1_000_000
 

@@ -4,14 +4,8 @@ import pandas as pd
 import pytest
 from histories import get, history, put
 
-from reports.history import (
-    COLUMNS,
-    FINAL_READS_FILE,
-    HistoryError,
-    read_final_reads,
-    read_history,
-    to_history,
-)
+from reports.history import HistoryError, read_final_reads, read_history, to_history
+from reports.history_format import COLUMNS, FINAL_READS_FILE
 
 HEADER = ",".join(COLUMNS) + "\n"
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from reports.history import COLUMNS, history_files, read_history
+from reports.history import history_files, read_history
+from reports.history_format import COLUMNS
 from service.processes import free_port, gunicorn_service, stop
 
 ROOT = Path(__file__).resolve().parents[1]

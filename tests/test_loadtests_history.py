@@ -8,7 +8,8 @@ import pytest
 
 from loadtests import _history
 from loadtests._history import HistoryWriter, NoHistory, Writer, process_id
-from reports.history import COLUMNS, FILE_PATTERN, history_files, read_history
+from reports.history import history_files, read_history
+from reports.history_format import COLUMNS, FILE_PATTERN
 
 
 def record_ops(history, writer, count, key=1):

@@ -1,0 +1,27 @@
+"""The history format: one row per operation a load-test client performed, as it saw it.
+
+Written by the Locust scenarios (loadtests/_history.py) as `history-*.csv` files and read by
+reports/history.py. Nothing in it comes from the service's internals, so any server with the
+same API can be judged from it. This module needs nothing but Python, so that a Locust
+process writing a history does not import pandas.
+"""
+
+# The columns every history file has, in this order; writers may add more after them.
+COLUMNS = ("op", "key", "value", "status", "cache", "t_invoke_ns", "t_complete_ns", "worker")
+DTYPES = {
+    "op": "category",  # get, put, delete
+    "key": "int64",  # the video id
+    "value": "string",  # the name written, or the name read; empty for a 404 or an error
+    "status": "int32",  # HTTP status; 0 for a transport error or timeout
+    "cache": "string",  # the X-Cache header, empty if absent
+    "t_invoke_ns": "int64",  # time.time_ns() just before sending
+    "t_complete_ns": "int64",  # time.time_ns() just after the full response
+    "worker": "string",  # a stable id of the Locust process and user
+}
+OPS = ("get", "put", "delete")
+FILE_PATTERN = "history-*.csv"
+INITIAL_VALUES = {1: "HelloWorld"}  # what the service holds before any write
+
+# The value of every key once the load has stopped, read through a cache-less service: one
+# GET per key, in the history's columns (op is always get), made by the runner if it can.
+FINAL_READS_FILE = "final-reads.csv"
