@@ -1,5 +1,5 @@
-"""Writing the operation history (format: reports/history_format.py), and the names that make every
-write recognisable in it.
+"""Writing the operation history (format: reports/history_format.py), and the names that make
+every write recognisable in it.
 
 One file per Locust process, `history-<process id>.csv`. Rows are buffered in memory and
 written in batches, so that recording costs a list append per request, not a write.
