@@ -103,6 +103,14 @@ def add_options(parser: "LocustArgumentParser") -> None:
         help="Exit with code 1 if more than this fraction of requests failed, else 0 "
         "(default: Locust's own rule, any failure exits with 1).",
     )
+    parser.add_argument(
+        "--max-stale-rate",
+        type=rate,
+        default=None,
+        env_var="LOCUST_MAX_STALE_RATE",
+        help="Exit with code 1 if more than this fraction of the GETs were stale reads, "
+        "judged from the history at the end (needs --history-dir).",
+    )
 
 
 class SettingsError(ValueError):
@@ -116,6 +124,7 @@ class Settings:
     zipf_s: float = DEFAULT_ZIPF_S
     history_dir: Path | None = None
     max_failure_rate: float | None = None
+    max_stale_rate: float | None = None
 
     @classmethod
     def from_options(cls, options: argparse.Namespace | None) -> "Settings":
@@ -132,6 +141,10 @@ class Settings:
                 checked[name] = None if unset else check(value)
             except argparse.ArgumentTypeError as exc:
                 raise SettingsError(f"--{name.replace('_', '-')}: {exc}") from None
+        if checked["max_stale_rate"] is not None and checked["history_dir"] is None:
+            raise SettingsError(
+                "--max-stale-rate: needs --history-dir, the stale reads are judged from it"
+            )
         return cls(**checked)
 
 
@@ -141,5 +154,6 @@ _CHECKS = {
     "zipf_s": zipf_exponent,
     "history_dir": Path,
     "max_failure_rate": rate,
+    "max_stale_rate": rate,
 }
-_OPTIONAL = {"history_dir", "max_failure_rate"}
+_OPTIONAL = {"history_dir", "max_failure_rate", "max_stale_rate"}

@@ -283,7 +283,17 @@ class LoadRun:
                 self.settings.max_failure_rate,
                 lambda: self.environment.stats.total.fail_ratio,
             ),
+            ("--max-stale-rate", self.settings.max_stale_rate, self.stale_rate),
         ]
+
+    def stale_rate(self) -> float:
+        """The share of the measured GETs that were stale reads, judged from the history."""
+        # Imported here: pandas and the checker cost a Locust process that never asks.
+        from reports.figures import figures
+        from reports.history import read_history
+
+        history = read_history(self.settings.history_dir)
+        return figures(history, start_ns=self.t_seeded_ns)["stale_rate"] or 0.0
 
     def verdicts(self) -> list[Verdict]:
         return [
@@ -383,7 +393,11 @@ def _on_init_command_line_parser(parser: Any, **_kwargs: object) -> None:
 @events.init.add_listener
 def _on_init(environment: Environment, web_ui: WebUI | None = None, **_kwargs: object) -> None:
     global _run
-    _run = LoadRun(environment)
+    try:
+        _run = LoadRun(environment)
+    except SettingsError as exc:  # options that argparse accepted one by one
+        print(f"locust: error: argument {exc}", file=sys.stderr)
+        sys.exit(2)
     directory = _run.settings.history_dir
     if directory is not None:
         # Now rather than when the test starts: a directory that cannot be made is one

@@ -73,6 +73,14 @@ def test_settings_without_options_are_the_defaults():
     assert Settings.from_options(argparse.Namespace()) == Settings()
 
 
+def test_a_stale_threshold_needs_a_history():
+    options = argparse.Namespace(max_stale_rate="0.1")
+    with pytest.raises(SettingsError, match=r"^--max-stale-rate: needs --history-dir"):
+        Settings.from_options(options)
+    options.history_dir = "runs/1"
+    assert Settings.from_options(options).max_stale_rate == 0.1
+
+
 def test_a_bad_value_from_the_web_ui_form_names_the_option():
     # The web UI's form converts with the option's type (int("0") is fine) and skips the check.
     options = argparse.Namespace(keys=0, history_dir="", max_failure_rate="")
