@@ -213,7 +213,11 @@ class LoadRun:
             self.environment.process_exit_code = 2
         elif not all(v.passed for v in verdicts):
             self.environment.process_exit_code = 1
-        elif verdicts and not locust.log.unhandled_greenlet_exception:
+        elif (
+            self.settings.max_failure_rate is not None
+            and not locust.log.unhandled_greenlet_exception
+        ):
+            # The failure threshold replaces Locust's own rule (any failure exits with 1).
             self.environment.process_exit_code = 0
         self.verdicts_at_quit = verdicts
 
