@@ -37,6 +37,8 @@ from service.settings import CACHE_BACKENDS
 
 SCENARIOS = ("read_heavy", "mixed", "write_heavy")
 LOADTESTS = Path(loadtests.__file__).parent
+# Locust's own command from this environment (`python -m locust` calls itself __main__.py).
+LOCUST = Path(sys.executable).with_name("locust")
 EXTERNAL = "external"  # the cache label of runs against --host: its cache is unknown
 # A run with fewer operations in its window than this is too small to quote (with no cache
 # and the default work time, a run makes about 35 a second).
@@ -221,7 +223,7 @@ def run_one(run: Run, options: Options, redis_url: str | None, progress: Progres
 
 def locust_command(run: Run, options: Options, url: str, run_dir: Path) -> list[str]:
     return [
-        sys.executable, "-m", "locust",
+        str(LOCUST),
         "-f", str(LOADTESTS / f"{run.scenario}.py"),
         "--headless", "--only-summary",
         "--users", str(options.users), "--spawn-rate", str(options.users),
