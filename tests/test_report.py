@@ -23,7 +23,7 @@ def run_row(cache, scenario, repeat, throughput, **overrides):
         "get_miss_min_ms_bound": 50.0, "throughput_law_rps": throughput * 1.02,
         "bound_flags": "", "invalid": "",
     }  # fmt: skip
-    for group in LATENCY_GROUPS:
+    for group in (*LATENCY_GROUPS, "all"):
         for p in PERCENTILES:
             row[f"{group}_{p}_ms"] = {"p50": 2.0, "p95": 5.0, "p99": 9.0, "max": 30.0}[p]
     row.update(overrides)
@@ -68,7 +68,24 @@ def test_verdict_names_the_fastest_and_each_stale_price(summary):
     assert "Fastest: **redis**" in text
     assert "no cache" in text
     assert "simple 1.00% of reads stale" in text
-    assert "redis none stale" in text
+    assert "none, filesystem, redis: no stale read" in text
+    assert "not told apart" not in text
+
+
+def test_a_fastest_within_the_noise_of_another_says_so(summary):
+    summary.loc[summary["cache"] == "filesystem", "throughput_rps"] = [690, 700, 712] * 2
+    text = verdict(cells(summary).query("scenario == 'mixed'"))
+    assert "Fastest: **redis**" in text
+    assert "(not told apart, intervals overlap: filesystem)" in text
+
+
+def test_bound_flags_of_a_cell_come_from_its_aggregate(summary):
+    summary.loc[summary["cache"] == "none", "miss_rps"] = 30.0  # bound 40: 25 % below
+    table = cells(summary).set_index(["scenario", "cache"])
+    assert table.loc[("mixed", "none"), "bound_flags"] == (
+        "misses/s 30.0 more than 10% below the bound 40.0"
+    )
+    assert table.loc[("mixed", "redis"), "bound_flags"] == ""
 
 
 def test_unstable_throughput_is_flagged(summary):
