@@ -2,7 +2,8 @@
 
 import os
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, suppress
+from contextlib import AbstractContextManager, ExitStack, suppress
+from typing import TypeVar
 
 import pytest
 import redis
@@ -13,6 +14,8 @@ from service.cache import cache
 from service.processes import RedisUnavailable, private_redis
 from service.processes import redis_url as start_redis
 
+T = TypeVar("T")
+
 
 def no_redis(reason: str) -> None:
     """Skip for want of Redis, except under CI, which must never go green with it untested."""
@@ -21,26 +24,27 @@ def no_redis(reason: str) -> None:
     pytest.skip(reason)
 
 
+def started(stack: ExitStack, server: AbstractContextManager[T]) -> T:
+    """Enter `server` on `stack`, or skip (fail under CI) if there is no Redis to start."""
+    try:
+        return stack.enter_context(server)
+    except RedisUnavailable as exc:
+        no_redis(str(exc))
+        raise  # not reached: no_redis skips or fails
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A real Redis for the session: REDIS_URL, or a private redis-server on a free port."""
     with ExitStack() as stack:
-        try:
-            url = stack.enter_context(start_redis())
-        except RedisUnavailable as exc:
-            no_redis(str(exc))
-        yield url
+        yield started(stack, start_redis())
 
 
 @pytest.fixture
 def stoppable_redis():
     """A private redis-server this test may stop (never the shared REDIS_URL): (url, process)."""
     with ExitStack() as stack:
-        try:
-            server = stack.enter_context(private_redis())
-        except RedisUnavailable as exc:
-            no_redis(str(exc))
-        yield server
+        yield started(stack, private_redis())
 
 
 @pytest.fixture
