@@ -37,11 +37,11 @@ from loadtests._history import HistoryWriter, NoHistory, Writer, process_id
 from loadtests._hits import WEB_UI_TAB, WEB_UI_TABLE, HitCounter, format_table, web_ui_rows
 from loadtests._keys import KeyChooser, key_chooser
 from loadtests._options import Settings, SettingsError, add_options
+from reports.history_format import RUN_FILE
 
 log = logging.getLogger("loadtests")
 
 DEFAULT_HOST = "http://127.0.0.1:8000"  # where `tox -e serve` listens
-RUN_FILE = "locust-run.json"
 SEED_CONCURRENCY = 8
 # A process busier than this is saturated (Locust's own CPU warning threshold, in %).
 CPU_SATURATED = 90

@@ -194,6 +194,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OptionsError as exc:
         print(f"cachebench run: {exc}", file=sys.stderr)
         return 2
+    try:
+        options.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"cachebench run: --out {options.out}: {exc.strerror}", file=sys.stderr)
+        return 2
     os.environ[RUN_MARKER] = str(options.out.resolve())
     # A `kill` or a CI timeout stops the matrix as Ctrl-C does: processes stopped, runs kept.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -212,6 +217,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.interrupted:
         print(f"interrupted: kept the {len(result.summary)} finished runs", file=sys.stderr)
         return 130
+    if result.summary.empty:
+        print("no run finished: nothing was measured", file=sys.stderr)
+        return 1
     return 1 if result.failures else 0
 
 
@@ -250,7 +258,7 @@ class ConsoleProgress:
             line = f"FAILED: {error}"
         else:
             line = (
-                f"{row['throughput_rps']:.0f} ops/s, hit rate {row['hit_rate'] or 0:.0%}, "
+                f"{row['throughput_rps'] or 0:.0f} ops/s, hit rate {row['hit_rate'] or 0:.0%}, "
                 f"{row['stale_reads']} stale reads"
             )
             if row["invalid"]:

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from reports.checker import classify_final_reads, classify_reads
-from reports.history import HistoryError, read_final_reads, read_history
+from reports.history import HistoryError, read_final_reads, read_history, run_window
+from reports.history_format import RUN_FILE
 
 # Latency figures: f"{group}_{percentile}_ms" for each group of operations (see figures()).
 PERCENTILES = {"p50": 50, "p95": 95, "p99": 99, "max": 100}
@@ -85,31 +86,40 @@ def figures(
 
 
 def window_mask(history: pd.DataFrame, start_ns: int | None, end_ns: int | None) -> pd.Series:
-    """The operations of a measurement window: invoked at or after `start_ns`, and completed
-    by `end_ns`.
+    """The operations of a measurement window: those that completed after `start_ns` and by
+    `end_ns`.
 
-    An operation still in flight at the end was cut off by the stop of the load, not failed
-    by the service: it is left out, not counted as an error.
+    Counting completions measures a closed loop's throughput without bias: an operation
+    that straddles the start counts once, where it completed, instead of being lost to both
+    sides. One still in flight at the end was cut off by the stop of the load, not failed by
+    the service (the history gives it the time it was cut off): it is left out, not counted
+    as an error.
     """
+    completed = history["t_complete_ns"]
     in_window = pd.Series(True, index=history.index)
     if start_ns is not None:
-        in_window &= history["t_invoke_ns"] >= start_ns
+        in_window &= completed > start_ns
     if end_ns is not None:
-        in_window &= history["t_complete_ns"] <= end_ns
+        in_window &= completed <= end_ns
     return in_window
 
 
 def check(directory: Path, *, warmup_s: float = 0.0) -> Figures:
     """The figures of the run in `directory`, its first `warmup_s` seconds left out.
 
-    The warm-up counts from the first operation of the history. Raises HistoryError for a
+    With the run's RUN_FILE, the window is its measured load (run_window): the warm-up counts
+    from the end of seeding, and the window ends when the load was stopped. Without it, the
+    warm-up counts from the first operation of the history. Raises HistoryError for a
     directory without a readable, non-empty history.
     """
     history = read_history(directory)
     if history.empty:
         raise HistoryError(f"{directory}: the history has no operations")
-    start_ns = int(history["t_invoke_ns"].iloc[0]) + round(warmup_s * 1e9)
-    return figures(history, read_final_reads(directory), start_ns=start_ns)
+    if (Path(directory) / RUN_FILE).exists():
+        start_ns, end_ns = run_window(directory, warmup_s)
+    else:
+        start_ns, end_ns = int(history["t_invoke_ns"].iloc[0]) + round(warmup_s * 1e9), None
+    return figures(history, read_final_reads(directory), start_ns=start_ns, end_ns=end_ns)
 
 
 def format_figures(result: Figures) -> str:

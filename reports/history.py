@@ -1,5 +1,6 @@
 """Reading histories (format: reports/history_format.py) into pandas for checking."""
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -10,6 +11,7 @@ from reports.history_format import (
     FILE_PATTERN,
     FINAL_READS_FILE,
     OPS,
+    RUN_FILE,
 )
 
 
@@ -40,6 +42,32 @@ def read_final_reads(directory: Path) -> pd.DataFrame | None:
     if (final_reads["op"] != "get").any():
         raise HistoryError(f"{path}: an op other than get")
     return final_reads
+
+
+def run_window(
+    directory: Path, warmup_s: float = 0.0, duration_s: float | None = None
+) -> tuple[int, int]:
+    """The measurement window of the run in `directory`, from its RUN_FILE: `warmup_s` after
+    seeding finished, to `duration_s` later or to the stop of the load, whichever is first.
+
+    Raises HistoryError when the run has no RUN_FILE or measured nothing.
+    """
+    path = Path(directory) / RUN_FILE
+    try:
+        run = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise HistoryError(f"cannot read {path}: {exc}") from None
+    if run.get("t_seeded_ns") is None or run.get("t_stop_ns") is None:
+        raise HistoryError(f"{directory}: the run stopped before it measured anything")
+    start = run["t_seeded_ns"] + round(warmup_s * 1e9)
+    end = run["t_stop_ns"]
+    if duration_s is not None:
+        end = min(end, start + round(duration_s * 1e9))
+    if end <= start:
+        raise HistoryError(
+            f"{directory}: the run stopped before its warm-up of {warmup_s:g} s ended"
+        )
+    return start, end
 
 
 def write_final_reads(directory: Path, rows: list[dict]) -> Path:

@@ -25,3 +25,7 @@ INITIAL_VALUES = {1: "HelloWorld"}  # what the service holds before any write
 # The value of every key once the load has stopped, read through a cache-less service: one
 # GET per key, in the history's columns (op is always get), made by the runner if it can.
 FINAL_READS_FILE = "final-reads.csv"
+
+# What the Locust run says of itself at its end (see README, "The history"): among others
+# t_seeded_ns (the measured load began) and t_stop_ns (it was stopped).
+RUN_FILE = "locust-run.json"

@@ -8,13 +8,15 @@ finished are kept.
 import ipaddress
 import json
 import math
-import resource
+import os
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
+from argparse import ArgumentTypeError
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,22 +26,32 @@ from urllib.parse import urlsplit
 import pandas as pd
 
 import loadtests
+from loadtests._options import keys_count, zipf_exponent
 from reports.bounds import RunShape, run_bounds
 from reports.figures import figures
-from reports.history import HistoryError, read_final_reads, read_history, write_final_reads
+from reports.history import (
+    HistoryError,
+    read_final_reads,
+    read_history,
+    run_window,
+    write_final_reads,
+)
+from reports.history_format import RUN_FILE
 from reports.metadata import collect
 from reports.report import write_report
-from reports.stats import UNSTABLE_CV
+from reports.stats import UNSTABLE_CV, estimate
 from service import create_app
 from service.processes import RedisUnavailable, ServerError, gunicorn_service, stop
 from service.processes import redis_url as redis_url_or_private
-from service.settings import CACHE_BACKENDS
+from service.settings import BY_NAME, CACHE_BACKENDS
 
 SCENARIOS = ("read_heavy", "mixed", "write_heavy")
 LOADTESTS = Path(loadtests.__file__).parent
 # Locust's own command from this environment (`python -m locust` calls itself __main__.py).
 LOCUST = Path(sys.executable).with_name("locust")
 EXTERNAL = "external"  # the cache label of runs against --host: its cache is unknown
+# Seconds of the run Locust may spend seeding before the warm-up starts (100 keys: 0.2 s).
+SEEDING_S = 1.0
 # A run with fewer operations in its window than this is too small to quote (with no cache
 # and the default work time, a run makes about 35 a second).
 MIN_OPS = 100
@@ -78,6 +90,19 @@ class Options:
 QUICK = {"repeats": 1, "duration_s": 1.5, "warmup_s": 0.5, "work_ms": 10}
 
 
+# The options that become the service's settings: (option's field, its flag, the setting).
+SERVICE_OPTIONS = (
+    ("strategy", "--strategy", "CACHE_STRATEGY"),
+    ("cache_timeout_s", "--ttl", "CACHE_DEFAULT_TIMEOUT"),
+    ("work_ms", "--work-ms", "VIDEOS_WORK_MS"),
+    ("work_phase", "--work-phase", "VIDEOS_WORK_PHASE"),
+    ("workers", "--workers", "SERVICE_WORKERS"),
+    ("threads", "--threads", "SERVICE_THREADS"),
+)
+# The options handed to Locust, checked by the load tests' own rules.
+LOCUST_OPTIONS = (("keys", "--keys", keys_count), ("zipf_s", "--zipf-s", zipf_exponent))
+
+
 def validate(options: Options) -> Options:
     """The options, checked; raises OptionsError with one line saying what to change."""
     unknown = set(options.caches) - set(CACHE_BACKENDS)
@@ -86,11 +111,21 @@ def validate(options: Options) -> Options:
     unknown = set(options.scenarios) - set(SCENARIOS)
     if unknown:
         raise OptionsError(f"unknown scenario {sorted(unknown)[0]!r}: use {', '.join(SCENARIOS)}")
-    for name in ("repeats", "users", "workers", "threads", "keys"):
+    for name in ("repeats", "users"):
         if getattr(options, name) < 1:
-            raise OptionsError(f"--{name.replace('_', '-')} must be at least 1")
-    if options.duration_s <= 0 or options.warmup_s < 0 or options.work_ms < 0:
-        raise OptionsError("--duration must be positive, --warmup and --work-ms not negative")
+            raise OptionsError(f"--{name} must be at least 1")
+    if not (options.duration_s > 0 and options.warmup_s >= 0):
+        raise OptionsError("--duration must be positive and --warmup not negative")
+    for field_name, flag, setting in SERVICE_OPTIONS:
+        try:
+            BY_NAME[setting].parse(getattr(options, field_name))
+        except ValueError as exc:
+            raise OptionsError(f"{flag} {getattr(options, field_name)!r}: {exc}") from None
+    for field_name, flag, check in LOCUST_OPTIONS:
+        try:
+            check(getattr(options, field_name))
+        except ArgumentTypeError as exc:
+            raise OptionsError(f"{flag}: {exc}") from None
     if options.host is not None:
         check_target(options.host, options.allow_remote)
     return options
@@ -171,11 +206,13 @@ def run_matrix(options: Options, progress: Progress) -> MatrixResult:
                 caches = tuple(c for c in caches if c != "redis")
         try:
             for run in plan(options, caches):
+                # One run's failure, whatever it is, must not lose the runs that finished.
                 try:
                     row = run_one(run, options, redis_url, progress)
-                except (ServerError, HistoryError, OSError, KeyError) as exc:
-                    result.failures.append(f"{run.name}: {exc}")
-                    progress.finished(run, None, str(exc))
+                except Exception as exc:
+                    error = failure(run, options, exc)
+                    result.failures.append(f"{run.name}: {error}")
+                    progress.finished(run, None, error)
                     continue
                 rows.append(row)
                 progress.finished(run, row, None)
@@ -185,18 +222,23 @@ def run_matrix(options: Options, progress: Progress) -> MatrixResult:
     return result
 
 
+def failure(run: Run, options: Options, exc: Exception) -> str:
+    """One line for the failure of `run`; an unexpected exception's traceback goes to a file."""
+    if isinstance(exc, ServerError | HistoryError | OSError):
+        return str(exc)
+    path = options.out / "histories" / run.name / "error.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(traceback.format_exception(exc)))
+    return f"{type(exc).__name__}: {exc} (traceback in {path})"
+
+
 def service_settings(options: Options, cache: str, workdir: Path, redis_url: str | None) -> dict:
     return {
         "CACHE_BACKEND": cache,
-        "CACHE_STRATEGY": options.strategy,
-        "CACHE_DEFAULT_TIMEOUT": options.cache_timeout_s,
         "CACHE_DIR": workdir / "cache",
         "CACHE_REDIS_URL": redis_url,
         "VIDEOS_DATABASE": workdir / "videos.sqlite",
-        "VIDEOS_WORK_MS": options.work_ms,
-        "VIDEOS_WORK_PHASE": options.work_phase,
-        "SERVICE_WORKERS": options.workers,
-        "SERVICE_THREADS": options.threads,
+        **{setting: getattr(options, field_name) for field_name, _, setting in SERVICE_OPTIONS},
     }
 
 
@@ -213,12 +255,12 @@ def run_one(run: Run, options: Options, redis_url: str | None, progress: Progres
             else:
                 log = run_dir / "gunicorn.log"
                 url = stack.enter_context(gunicorn_service(settings, log))
-            loadgen_cpu_s = run_locust(run, options, url, run_dir, progress)
+            run_locust(run, options, url, run_dir, progress)
         if not options.host:
             final_reads(settings, read_history(run_dir), run_dir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return summarize(run, options, run_dir, loadgen_cpu_s)
+    return summarize(run, options, run_dir)
 
 
 def locust_command(run: Run, options: Options, url: str, run_dir: Path) -> list[str]:
@@ -227,8 +269,9 @@ def locust_command(run: Run, options: Options, url: str, run_dir: Path) -> list[
         "-f", str(LOADTESTS / f"{run.scenario}.py"),
         "--headless", "--only-summary",
         "--users", str(options.users), "--spawn-rate", str(options.users),
-        # Locust counts whole seconds; the measured window is what the run really had.
-        "--run-time", f"{math.ceil(options.warmup_s + options.duration_s)}s",
+        # Locust's clock starts before seeding and counts whole seconds: ask for enough, and
+        # measure exactly --duration from the end of seeding and the warm-up (run_window).
+        "--run-time", f"{math.ceil(options.warmup_s + options.duration_s + SEEDING_S)}s",
         "--host", url,
         "--history-dir", str(run_dir),
         "--keys", str(options.keys),
@@ -238,17 +281,18 @@ def locust_command(run: Run, options: Options, url: str, run_dir: Path) -> list[
     ]  # fmt: skip
 
 
-def run_locust(run: Run, options: Options, url: str, run_dir: Path, progress: Progress) -> float:
-    """Run Locust to its end; returns the CPU seconds it used."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+def run_locust(run: Run, options: Options, url: str, run_dir: Path, progress: Progress) -> None:
+    """Run Locust to its end."""
+    # Locust reads LOCUST_* settings from the environment: only the options given count.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
     with (run_dir / "locust.log").open("wb") as log:
         process = subprocess.Popen(
             locust_command(run, options, url, run_dir),
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            env=env, start_new_session=True,
         )  # fmt: skip
         started = time.monotonic()
-        deadline = started + options.warmup_s + options.duration_s + 60
+        deadline = started + options.warmup_s + options.duration_s + SEEDING_S + 60
         try:
             while process.poll() is None:
                 progress.running(run, time.monotonic() - started, current_rps(run_dir))
@@ -257,11 +301,9 @@ def run_locust(run: Run, options: Options, url: str, run_dir: Path, progress: Pr
                 time.sleep(0.5)
         finally:
             stop(process)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if process.returncode not in (0, 1):  # 1: Locust's own "there were failures"
         tail = (run_dir / "locust.log").read_text(errors="replace").splitlines()[-5:]
         raise ServerError(f"locust exited with {process.returncode}: " + " | ".join(tail))
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def current_rps(run_dir: Path) -> float | None:
@@ -294,18 +336,19 @@ def final_reads(settings: dict, history: pd.DataFrame, run_dir: Path) -> None:
     write_final_reads(run_dir, rows)
 
 
-def summarize(run: Run, options: Options, run_dir: Path, loadgen_cpu_s: float) -> dict:
-    info = json.loads((run_dir / "locust-run.json").read_text())
+def summarize(run: Run, options: Options, run_dir: Path) -> dict:
+    info = json.loads((run_dir / RUN_FILE).read_text())
     history = read_history(run_dir)
-    window = (info["t_seeded_ns"] + int(options.warmup_s * 1e9), info["t_stop_ns"])
+    window = run_window(run_dir, options.warmup_s, options.duration_s)
     run_figures = figures(history, read_final_reads(run_dir), start_ns=window[0], end_ns=window[1])
-    wall_s = (info["t_stop_ns"] - info["t_seeded_ns"]) / 1e9
+    # Each Locust process's CPU over its measured load, as it measured it (no start-up).
+    cpu = [p for p in info.get("cpu_percent", {}).values() if p is not None]
     row = {
         "cache": run.cache,
         "scenario": run.scenario,
         "repeat": run.repeat,
         "window_s": (window[1] - window[0]) / 1e9,
-        "loadgen_cpu": loadgen_cpu_s / wall_s if wall_s > 0 else float("nan"),
+        "loadgen_cpu": max(cpu) / 100 if cpu else float("nan"),
         "loadgen_cpu_warning": bool(info.get("cpu_warning")),
         **run_figures,
     }
@@ -314,14 +357,19 @@ def summarize(run: Run, options: Options, run_dir: Path, loadgen_cpu_s: float) -
         info.get("user_count", options.users),
     )  # fmt: skip
     row.update(run_bounds(history, window, shape, run_figures))
-    row["invalid"] = invalid_reason(row)
+    row["invalid"] = invalid_reason(row, options)
     return row
 
 
-def invalid_reason(row: dict) -> str:
+def invalid_reason(row: dict, options: Options) -> str:
     """Why a run must not be quoted, or "" when it may be."""
     if row["loadgen_cpu_warning"] or row["loadgen_cpu"] >= 0.9:
         return f"load generator saturated (CPU {row['loadgen_cpu']:.0%} of a core)"
+    if row["window_s"] < 0.9 * options.duration_s:
+        return (
+            f"measured {row['window_s']:.1f} s of the {options.duration_s:g} s asked: "
+            "seeding or the warm-up took the rest of the run"
+        )
     if row["ops"] < MIN_OPS:
         return f"too few operations ({row['ops']} < {MIN_OPS})"
     return ""
@@ -332,9 +380,7 @@ def flag_unstable(summary: pd.DataFrame) -> pd.DataFrame:
     if summary.empty:
         return summary
     valid = summary[summary["invalid"] == ""]
-    cv = valid.groupby(["cache", "scenario"])["throughput_rps"].agg(
-        lambda s: s.std(ddof=1) / s.mean() if len(s) > 1 and s.mean() else float("nan")
-    )
+    cv = valid.groupby(["cache", "scenario"])["throughput_rps"].agg(lambda s: estimate(s).cv)
     return summary.join(cv.rename("throughput_cv"), on=["cache", "scenario"])
 
 

@@ -45,16 +45,18 @@ def init_app(app: Flask) -> None:
     }
     if backend == "filesystem":
         # FileSystemCache has no key prefix: a directory per deployment keeps runs apart.
-        base = private_directory(Path(app.config["CACHE_DIR"] or Path(app.instance_path) / "cache"))
+        base = Path(app.config["CACHE_DIR"] or Path(app.instance_path) / "cache")
+        # A base directory that exists is the operator's, left as it is (it may be /tmp).
+        base.mkdir(mode=0o700, parents=True, exist_ok=True)
         config["CACHE_DIR"] = str(private_directory(base / deployment))
     cache.init_app(app, config)
     app.after_request(add_x_cache_header)
 
 
 def private_directory(path: Path) -> Path:
-    """Make `path` (and missing parents) readable by this user only."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
+    """Make the deployment's own directory `path`, readable by this user only."""
+    path.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)  # mkdir's mode yields to the umask
     return path
 
 

@@ -106,8 +106,8 @@ SETTINGS: tuple[Setting, ...] = (
         "CACHE_DIR",
         None,
         optional(text),
-        "FileSystemCache base directory (made 0700); each deployment uses its own "
-        "subdirectory. Unset: `cache` in Flask's instance folder.",
+        "FileSystemCache base directory (made 0700 if missing); each deployment uses its own "
+        "subdirectory, always 0700. Unset: `cache` in Flask's instance folder.",
     ),
     Setting(
         "CACHE_REDIS_URL", "redis://127.0.0.1:6379/0", text, "Redis server of the `redis` backend."

@@ -66,6 +66,8 @@ class SQLiteStore:
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None
         self._pid = 0
+        # SQLite would make the file with the umask's mode, and its -wal and -shm files copy it.
+        os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         self.deployment_id = self._run("open the store", _create_and_seed)
 
     def get(self, video_id: int) -> Video | None:

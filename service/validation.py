@@ -64,6 +64,11 @@ def _name(value: Any) -> str:
         raise InvalidInput(
             f"name must be 1 to {NAME_MAX_CHARS} characters long, not {len(value)}", "name"
         )
+    # JSON can carry a lone surrogate ("\ud800"), which no store can keep as text.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput("name must be Unicode text, not a lone surrogate", "name") from None
     return value
 
 

@@ -6,6 +6,7 @@ from flask import Flask, current_app, request
 from flask.typing import ResponseReturnValue
 from flask_restful import Api, Resource, abort
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.routing import BaseConverter
 
 from service.cache import cache, invalidation_failed, mark_view_ran
 from service.store import StoreError, get_store
@@ -125,6 +126,22 @@ def video_resource(strategy: str, timeout: int | None) -> type[VideoResource]:
     return Video
 
 
+class VideoIdConverter(BaseConverter):
+    """A video id as the API writes it: ASCII digits without a leading zero.
+
+    Werkzeug's int converter also takes `/videos/01` and non-ASCII digits: the same video
+    under another path, so under another cache key, one that no PUT or DELETE invalidates.
+    """
+
+    regex = r"0|[1-9][0-9]*"
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+    def to_url(self, value: int) -> str:
+        return str(value)
+
+
 class Health(Resource):
     """What is being served, for the tools that start the service and wait for it."""
 
@@ -141,7 +158,8 @@ class Health(Resource):
 
 
 def init_app(app: Flask) -> None:
+    app.url_map.converters["video_id"] = VideoIdConverter
     api = Api(app, catch_all_404s=True)
     resource = video_resource(app.config["CACHE_STRATEGY"], app.config["CACHE_VIEW_TIMEOUT"])
-    api.add_resource(resource, "/videos/<int:video_id>", endpoint="video")
+    api.add_resource(resource, "/videos/<video_id:video_id>", endpoint="video")
     api.add_resource(Health, "/health")

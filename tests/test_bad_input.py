@@ -38,6 +38,12 @@ BAD_JSON_BODIES = [
     pytest.param(with_(name=7), "name must be a string", "name", id="name-number"),
     pytest.param(with_(name=""), "name must be 1 to", "name", id="name-empty"),
     pytest.param(
+        '{"name": "\\ud800", "views": 1, "likes": 1}',
+        "lone surrogate",
+        "name",
+        id="name-lone-surrogate",
+    ),
+    pytest.param(
         with_(name="x" * (NAME_MAX_CHARS + 1)), "name must be 1 to", "name", id="name-too-long"
     ),
 ]
@@ -107,8 +113,15 @@ def test_video_id_out_of_range_is_400(client, method):
     assert_unchanged(client)
 
 
-@pytest.mark.parametrize("path", ["/videos/-1", "/videos/abc", "/videos/1.5"])
-def test_malformed_video_id_is_404_json(client, path):
-    response = client.put(path, json=GOOD)
-    assert response.status_code == 404
-    assert response.get_json()["message"]
+@pytest.mark.parametrize(
+    "path",
+    ["/videos/-1", "/videos/abc", "/videos/1.5", "/videos/01", "/videos/\uff11", "/videos/\u0661"],
+    ids=["negative", "letters", "decimal", "leading-zero", "full-width-1", "arabic-indic-1"],
+)
+def test_malformed_video_id_is_404_json_and_no_other_path_to_a_video(client, path):
+    """Only /videos/1 reaches video 1: another spelling would be another cache key."""
+    for method in (client.get, client.put, client.delete):
+        response = method(path, json=GOOD)
+        assert response.status_code == 404
+        assert response.get_json()["message"]
+    assert_unchanged(client)

@@ -83,12 +83,24 @@ def test_cached_key_is_the_tutorials_and_put_deletes_exactly_it(make_app, backen
         assert cache.get("get/videos/2") is not None
 
 
+def mode(path):
+    return stat.S_IMODE(path.stat().st_mode)
+
+
 def test_filesystem_cache_directory_is_private(make_app, tmp_path):
     make_app(CACHE_BACKEND="filesystem").test_client().get("/videos/1")
     base = tmp_path / "cache"
     (deployment,) = base.iterdir()
-    for directory in (base, deployment):
-        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert (mode(base), mode(deployment)) == (0o700, 0o700)
+
+
+def test_an_existing_cache_base_directory_is_left_as_it_is(make_app, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    make_app(CACHE_BACKEND="filesystem", CACHE_DIR=str(shared)).test_client().get("/videos/1")
+    (deployment,) = shared.iterdir()
+    assert (mode(shared), mode(deployment)) == (0o755, 0o700)
 
 
 def test_redis_keys_carry_a_prefix_per_deployment(make_app, tmp_path, redis_url):

@@ -116,6 +116,19 @@ def test_a_closed_window_is_its_own_duration():
     assert result["throughput_rps"] == pytest.approx(100)
 
 
+def test_a_closed_loop_s_throughput_is_measured_without_bias():
+    """8 users, each running 800 ms operations back to back: 10 a second, whatever the window."""
+    ops = [
+        get(1, "HelloWorld", t, t + 800 * MS, worker=f"u{user}")
+        for user in range(8)
+        for t in range(user * 100 * MS, 20_000 * MS, 800 * MS)
+    ]
+    # A window 8 s long: every user completes exactly 10 operations in it.
+    result = figures(history(*ops), start_ns=5_050 * MS, end_ns=13_050 * MS)
+    assert result["ops"] == 80
+    assert result["throughput_rps"] == pytest.approx(10)
+
+
 def test_an_operation_cut_off_by_the_end_of_the_window_is_left_out_not_an_error():
     ops = [
         put(1, "A", 0, 1 * MS),

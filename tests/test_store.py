@@ -3,6 +3,7 @@
 import logging
 import multiprocessing
 import sqlite3
+import stat
 from contextlib import closing, contextmanager
 
 import pytest
@@ -39,6 +40,13 @@ def test_sqlite_uses_wal_and_keeps_its_deployment(tmp_path):
     assert SQLiteStore(tmp_path / "other.sqlite").deployment_id != first.deployment_id
     with closing(sqlite3.connect(path)) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_the_database_is_readable_by_its_user_only(tmp_path):
+    store = SQLiteStore(tmp_path / "videos.sqlite")
+    store.put(2, VIDEO)
+    for name in ("videos.sqlite", "videos.sqlite-wal"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600
 
 
 def test_a_restarted_worker_does_not_reseed_a_deleted_video(tmp_path):
