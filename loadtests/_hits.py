@@ -6,8 +6,6 @@ master with Locust's own stats reports, so the master's figures cover every proc
 
 from collections.abc import Mapping
 
-HIT = "HIT"
-
 
 class HitCounter:
     """GETs and HITs per scenario (user class name) in this process."""

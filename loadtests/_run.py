@@ -103,6 +103,7 @@ class LoadRun:
         self.workers: dict[str, dict[str, Any]] = {}  # on a master: what each worker reported
         self.error: str | None = None
         self.verdicts_at_quit: list[Verdict] = []
+        self.test_started = False
         self.t_seeded_ns: int | None = None
         self.t_stop_ns: int | None = None
         self._users = itertools.count(1)
@@ -151,6 +152,7 @@ class LoadRun:
             self.extend_web_ui(web_ui)
 
     def on_test_start(self, **_kwargs: object) -> None:
+        self.test_started = True
         try:
             # Again: the web UI's form, or a master's options on a worker, may have changed them.
             self.configure(Settings.from_options(self.environment.parsed_options))
@@ -194,13 +196,19 @@ class LoadRun:
 
     def on_quitting(self, **_kwargs: object) -> None:
         runner = self.environment.runner
-        if runner is not None and not isinstance(runner, MasterRunner):
+        if runner is not None:
             # On Ctrl-C or SIGTERM, Locust fires `quitting` with the users still running and
             # stops them only afterwards: stop them first, so that their last rows are kept.
+            # A master's stop waits for its workers to stop, which flushes their histories
+            # before the thresholds below judge them.
             runner.stop()
         self.history.close()
         if self.is_worker:
             return
+        if self.test_started and self.t_seeded_ns is None and self.error is None:
+            # Stopped (-t, Ctrl-C) while seeding: there was no measured load.
+            self.error = "stopped before seeding finished: nothing was measured"
+            log.error(self.error)
         verdicts = self.verdicts()
         for verdict in verdicts:
             outcome = "passed" if verdict.passed else "FAILED"

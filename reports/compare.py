@@ -22,7 +22,10 @@ def read_summary(run_dir: Path) -> pd.DataFrame:
     path = Path(run_dir) / "summary.csv"
     if not path.is_file():
         raise CompareError(f"{run_dir} has no summary.csv: is it a `cachebench run` output?")
-    summary = pd.read_csv(path, dtype={"invalid": str})
+    try:
+        summary = pd.read_csv(path, dtype={"invalid": str})
+    except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
+        raise CompareError(f"{path} holds no runs to compare ({exc})") from None
     summary["invalid"] = summary["invalid"].fillna("")
     return summary[summary["invalid"] == ""]
 

@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from reports.bounds import bound_flags
-from reports.stats import UNSTABLE_CV, Estimate, estimate
+from reports.stats import UNSTABLE_CV, Estimate, change, estimate
 
 LATENCY_GROUPS = {"get_hit": "GET HIT", "get_miss": "GET MISS", "put": "PUT"}  # the tables
 CHARTED_LATENCY = "all"  # the chart: every operation
@@ -41,13 +41,16 @@ def cells(summary: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (scenario, cache), runs in quotable.groupby(["scenario", "cache"], sort=False):
         throughput = estimate(runs["throughput_rps"])
+        judged = runs["judged_reads"].sum()
         row = {
             "scenario": scenario,
             "cache": cache,
             "repeats": len(runs),
             "throughput": throughput,
+            "throughput_runs": list(runs["throughput_rps"]),
             "hit_rate": runs["hit_rate"].median(),
-            "stale_rate": runs["stale_rate"].median(),
+            # Pooled over the repeats, like the count beside it.
+            "stale_rate": runs["stale_reads"].sum() / judged if judged else math.nan,
             "stale_reads": int(runs["stale_reads"].sum()),
             "staleness_median_ms": runs["staleness_median_ms"].median(),
             "staleness_max_ms": runs["staleness_max_ms"].max(),
@@ -87,14 +90,15 @@ def verdict(scenario_cells: pd.DataFrame) -> str:
     if fastest.cache != "none" and not baseline.empty:
         base = baseline.iloc[0]["throughput"].mean
         sentence += f", {fastest.throughput.mean / base:.1f}× no cache" if base else ""
-    # Within the noise of the repeats, a configuration whose interval overlaps is as fast.
+    # As `cachebench compare` decides: a difference within the noise of the repeats is none.
     ties = [
         c.cache
         for c in scenario_cells.itertuples()
-        if c.cache != fastest.cache and c.throughput.high >= fastest.throughput.low
+        if c.cache != fastest.cache
+        and not change(c.throughput_runs, fastest.throughput_runs).beyond_noise
     ]
     if ties:
-        sentence += f" (not told apart, intervals overlap: {', '.join(ties)})"
+        sentence += f" (not told apart from it, within the noise: {', '.join(ties)})"
     sentence += "."
     prices = [
         f"{c.cache} {c.stale_rate:.2%} of reads stale (median age "
@@ -286,7 +290,8 @@ def build_sections(
         "A **stale read** is a GET that returned a value older than a write that had "
         "completed before the GET was sent; its **age** is how long before the GET the first "
         "such write completed. A **phantom** is a value no write wrote; a **lost write** is "
-        "a key whose final value (read afterwards without a cache) is a superseded write. "
+        "a key whose final value (read afterwards without a cache) is a superseded write or "
+        "a phantom. "
         "All are decided from what the clients sent and saw, never from the service's "
         "internals. **Hit rate** is the share of answered GETs with `X-Cache: HIT`.",
     ]))  # fmt: skip

@@ -47,6 +47,16 @@ def test_cli_prints_the_comparison(tmp_path, capsys):
     assert "beyond noise" in out
 
 
+def test_cli_refuses_a_run_where_nothing_finished_in_one_line(tmp_path, capsys):
+    a = write_run(tmp_path / "a", [100])
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "summary.csv").write_text("\n")
+    assert main(["compare", str(a), str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "holds no runs to compare" in err
+
+
 def test_cli_refuses_a_directory_without_summary_in_one_line(tmp_path, capsys):
     a = write_run(tmp_path / "a", [100])
     assert main(["compare", str(a), str(tmp_path)]) == 2

@@ -162,8 +162,11 @@ def test_ctrl_c_stops_everything_and_keeps_the_finished_runs(tmp_path):
             assert process.poll() is None, errors.read_text()
             assert time.monotonic() < deadline, errors.read_text()
             time.sleep(0.2)
-        time.sleep(1)  # into the second run: its gunicorn and Locust are up
-        assert len(processes_of(out)) >= 2
+        # Into the second run: its gunicorn and Locust are up.
+        while len(processes_of(out)) < 2:
+            assert process.poll() is None, errors.read_text()
+            assert time.monotonic() < deadline, errors.read_text()
+            time.sleep(0.1)
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 130, errors.read_text()
     finally:
