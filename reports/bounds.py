@@ -26,13 +26,14 @@ TOLERANCE = 0.10
 
 @dataclass(frozen=True)
 class RunShape:
-    """What the bounds depend on: how the service was served and loaded."""
+    """What the bounds depend on: how the service was served and loaded (None: unknown, as
+    for a server the runner did not start, whose bounds are then not computed)."""
 
     cache: str
-    workers: int
-    threads: int
-    work_ms: int
     users: int
+    workers: int | None = None
+    threads: int | None = None
+    work_ms: int | None = None
 
 
 def run_bounds(
@@ -48,14 +49,18 @@ def run_bounds(
     gets = in_window[in_window["op"] == "get"]
     misses = gets[gets["cache"] == "MISS"]
     latency_s = (in_window["t_complete_ns"] - in_window["t_invoke_ns"]) / 1e9
-    slots = shape.workers * shape.threads
+    known = None not in (shape.workers, shape.threads, shape.work_ms)
+    slots = shape.workers * shape.threads if known else 0
     bounds = {
         "miss_rps": len(misses) / seconds if seconds > 0 else float("nan"),
-        "miss_rps_bound": slots / (shape.work_ms / 1000) if shape.work_ms else float("inf"),
+        "miss_rps_bound": (
+            float("nan") if not known
+            else slots / (shape.work_ms / 1000) if shape.work_ms else float("inf")
+        ),
         "get_miss_min_ms": float(
             ((misses["t_complete_ns"] - misses["t_invoke_ns"]) / 1e6).min()
         ) if len(misses) else float("nan"),
-        "get_miss_min_ms_bound": float(shape.work_ms),
+        "get_miss_min_ms_bound": float(shape.work_ms) if known else float("nan"),
         "throughput_law_rps": (
             shape.users / latency_s.mean() if len(latency_s) and latency_s.mean() > 0
             else float("nan")

@@ -352,10 +352,13 @@ def summarize(run: Run, options: Options, run_dir: Path) -> dict:
         "loadgen_cpu_warning": bool(info.get("cpu_warning")),
         **run_figures,
     }
-    shape = RunShape(
-        run.cache, options.workers, options.threads, options.work_ms,
-        info.get("user_count", options.users),
-    )  # fmt: skip
+    users = info.get("user_count") or options.users
+    # A server the runner did not start is served as it is, not as the options say.
+    shape = (
+        RunShape(run.cache, users)
+        if options.host
+        else RunShape(run.cache, users, options.workers, options.threads, options.work_ms)
+    )
     row.update(run_bounds(history, window, shape, run_figures))
     row["invalid"] = invalid_reason(row, options)
     return row

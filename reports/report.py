@@ -249,9 +249,15 @@ def build_sections(
         f"Run `{metadata['run_id']}`, {metadata['started']} to {metadata['finished']}, commit "
         f"`{metadata['commit']}` on {metadata['machine']['cpu_count']} CPUs "
         f"({metadata['machine']['cpu_model']}), Python {metadata['python']}.",
-        f"gunicorn {options['workers']} workers × {options['threads']} threads, "
-        f"`VIDEOS_WORK_MS={options['work_ms']}` ({options['work_phase']}), strategy "
-        f"`{options['strategy']}`, TTL {options['cache_timeout_s']} s; Locust {options['users']} "
+        (
+            f"Against `{options['host']}`, served as it is (its serving options are not the "
+            "runner's, so the server-side bounds are not computed); "
+            if options.get("host") else
+            f"gunicorn {options['workers']} workers × {options['threads']} threads, "
+            f"`VIDEOS_WORK_MS={options['work_ms']}` ({options['work_phase']}), strategy "
+            f"`{options['strategy']}`, TTL {options['cache_timeout_s']} s; "
+        )
+        + f"Locust {options['users']} "
         f"users, {options['warmup_s']:g} s warm-up (excluded) + {options['duration_s']:g} s "
         f"measured, {options['keys']} keys ({options['key_dist']}, s={options['zipf_s']}), "
         f"{options['repeats']} repeat(s), repeats interleaved across configurations.",

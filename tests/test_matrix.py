@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from reports.matrix import Options, OptionsError, check_target, plan, validate
+from service.processes import gunicorn_service
 
 CACHEBENCH = Path(sys.executable).with_name("cachebench")
 CACHES = ("none", "simple", "filesystem", "redis")
@@ -130,6 +131,24 @@ def test_without_redis_the_matrix_runs_and_says_why(tmp_path):
     assert "not run: redis: redis-server not found: install redis-server" in result.stderr
     assert list(pd.read_csv(out / "summary.csv")["cache"]) == ["none"]
     assert "`redis` was not run: redis-server not found" in (out / "report.md").read_text()
+
+
+def test_a_server_of_ones_own_is_measured_as_external(tmp_path, redis_url):
+    settings = {"CACHE_BACKEND": "redis", "CACHE_REDIS_URL": redis_url, "VIDEOS_WORK_MS": 5,
+                "VIDEOS_DATABASE": tmp_path / "videos.sqlite"}  # fmt: skip
+    out = tmp_path / "run"
+    with gunicorn_service(settings, tmp_path / "gunicorn.log") as url:
+        result = cachebench(
+            "run", "--host", url, "--scenarios", "read_heavy", "--repeats", "1",
+            "--warmup", "0.5", "--duration", "1.5", "--out", out,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary["cache"]) == ["external"]
+    assert summary["lost_writes"].isna().all()  # no fresh store to read back
+    assert summary["miss_rps_bound"].isna().all()
+    assert summary.loc[0, "hit_rate"] > 0.5
+    assert f"Against `{url}`, served as it is" in (out / "report.md").read_text()
 
 
 def processes_of(run_dir: Path) -> list[int]:
