@@ -47,7 +47,7 @@ def compare_runs(run_a: Path, run_b: Path) -> pd.DataFrame:
                 "a": delta.a.mean, "b": delta.b.mean, "change": delta.relative,
                 "diff_low": delta.low, "diff_high": delta.high,
                 "beyond_noise": delta.beyond_noise,
-                "repeats": f"{delta.a.n}/{delta.b.n}",
+                "a_n": delta.a.n, "b_n": delta.b.n,  # repeats with a value
             })  # fmt: skip
     if not rows:
         raise CompareError(f"{run_a} and {run_b} share no scenario × cache to compare")
@@ -60,13 +60,12 @@ def format_comparison(table: pd.DataFrame) -> str:
         f"{'change':>8}  {'95% interval of B−A':<24} verdict"
     ]
     for row in table.itertuples():
-        interval = (
-            "n/a (needs 2+ repeats)" if math.isnan(row.diff_low)
-            else f"[{row.diff_low:+.4g}, {row.diff_high:+.4g}]"
-        )  # fmt: skip
         verdict = "beyond noise" if row.beyond_noise else "within noise"
-        if math.isnan(row.diff_low):
-            verdict = "unknown"
+        interval = f"[{row.diff_low:+.4g}, {row.diff_high:+.4g}]"
+        if min(row.a_n, row.b_n) == 0:
+            interval, verdict = "n/a (no value in a run)", "unknown"
+        elif math.isnan(row.diff_low):
+            interval, verdict = "n/a (needs 2+ repeats)", "unknown"
         change_text = "–" if math.isnan(row.change) else f"{row.change:+.1%}"
         lines.append(
             f"{row.scenario:<12} {row.cache:<11} {row.figure:<16} {row.a:>10.4g} {row.b:>10.4g} "
