@@ -141,6 +141,28 @@ def test_every_scenario_in_two_processes(serve, locust, tmp_path):
     assert (private.groupby("key")["worker"].nunique() == 1).all()
 
 
+def test_a_master_and_a_worker_record_every_operation(serve, locust, tmp_path):
+    history = tmp_path / "history"
+    port = str(free_port())
+    master, master_output = locust(
+        *("-f", "loadtests/read_heavy.py", "--master", "--master-bind-port", port),
+        *("--expect-workers", "1"),
+        *headless(serve("redis"), history, "-u", "2", "-t", "3s", "--max-failure-rate", "0"),
+    )
+    worker, _ = locust("-f", "loadtests/read_heavy.py", "--worker", "--master-port", port)
+    assert master.wait(timeout=120) == 0, master_output.read_text()
+    assert worker.wait(timeout=60) == 0
+
+    run = run_file(history)
+    assert run["processes"] == 1
+    files = history_files(history)
+    assert len(files) == 2, "the master's (seeding) and the worker's"
+    assert sorted(run["history_files"]) == [f.name for f in files]
+    seeding, load = split_seeding(history)
+    assert sorted(seeding["key"]) == list(range(1, KEYS + 1))
+    assert run["requests"] <= len(load) <= run["requests"] + 2
+
+
 @pytest.mark.parametrize(("backend", "broken"), [("simple", True), ("redis", False)])
 def test_tutorial_read_your_writes(serve, locust, tmp_path, backend, broken):
     """SimpleCache is per gunicorn worker: a write invalidates one of two caches."""

@@ -165,7 +165,8 @@ def processes_of(run_dir: Path) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux's /proc")
-def test_ctrl_c_stops_everything_and_keeps_the_finished_runs(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_stopped_matrix_leaves_no_process_and_keeps_the_finished_runs(tmp_path, signum):
     out = tmp_path / "run"
     errors = tmp_path / "stderr"
     with errors.open("w") as stderr:
@@ -186,7 +187,7 @@ def test_ctrl_c_stops_everything_and_keeps_the_finished_runs(tmp_path):
             assert process.poll() is None, errors.read_text()
             assert time.monotonic() < deadline, errors.read_text()
             time.sleep(0.1)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         assert process.wait(timeout=60) == 130, errors.read_text()
     finally:
         if process.poll() is None:
