@@ -51,7 +51,7 @@ LOADTESTS = Path(loadtests.__file__).parent
 LOCUST = Path(sys.executable).with_name("locust")
 EXTERNAL = "external"  # the cache label of runs against --host: its cache is unknown
 # Seconds of the run Locust may spend seeding before the warm-up starts (100 keys: 0.2 s).
-SEEDING_S = 1.0
+SEEDING_S = 0.5
 # A run with fewer operations in its window than this is too small to quote (with no cache
 # and the default work time, a run makes about 35 a second).
 MIN_OPS = 100
@@ -87,7 +87,7 @@ class Options:
 
 # A smoke run: every cell once, briefly, with a short work time so that even the runs
 # without a cache make enough operations. Its figures show the matrix works, not what to buy.
-QUICK = {"repeats": 1, "duration_s": 1.5, "warmup_s": 0.5, "work_ms": 10}
+QUICK = {"repeats": 1, "duration_s": 1.0, "warmup_s": 0.5, "work_ms": 10}
 
 
 # The options that become the service's settings: (option's field, its flag, the setting).
