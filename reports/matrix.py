@@ -5,6 +5,7 @@ Whatever happens (Ctrl-C, a failed run), everything started is stopped and the r
 finished are kept.
 """
 
+import importlib.util
 import ipaddress
 import json
 import math
@@ -128,7 +129,18 @@ def validate(options: Options) -> Options:
             raise OptionsError(f"{flag}: {exc}") from None
     if options.host is not None:
         check_target(options.host, options.allow_remote)
+    check_tools(serving=options.host is None)
     return options
+
+
+def check_tools(serving: bool) -> None:
+    """The runner starts Locust (and gunicorn) from this Python's environment: say so, once,
+    if they are not there, rather than failing every run."""
+    install = f"install cachebench with its dependencies into {sys.prefix} (pip install -e .)"
+    if not LOCUST.exists():
+        raise OptionsError(f"Locust is not installed beside {sys.executable}: {install}")
+    if serving and importlib.util.find_spec("gunicorn") is None:
+        raise OptionsError(f"gunicorn is not installed for {sys.executable}: {install}")
 
 
 def check_target(url: str, allow_remote: bool) -> None:

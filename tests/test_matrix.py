@@ -49,6 +49,14 @@ def test_bad_options_say_what_to_change(changes, says):
         validate(Options(**changes))
 
 
+def test_a_missing_tool_is_one_line_saying_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setattr("reports.matrix.LOCUST", tmp_path / "locust")
+    with pytest.raises(
+        OptionsError, match=r"^Locust is not installed beside .*pip install -e \.\)$"
+    ):
+        validate(Options())
+
+
 def test_repeats_are_outermost_so_drift_spreads_over_every_cell():
     runs = plan(Options(repeats=2, scenarios=("mixed",)), ("none", "redis"))
     assert [(r.repeat, r.cache) for r in runs] == [
