@@ -7,7 +7,7 @@ from histories import delete, get, history, put
 
 from reports.figures import check, figures, format_figures
 from reports.history import HistoryError
-from reports.history_format import FINAL_READS_FILE
+from reports.history_format import FINAL_READS_FILE, RUN_FILE
 
 MS = 1_000_000
 
@@ -166,6 +166,28 @@ def test_check_reads_a_run_directory_and_leaves_out_the_warm_up(tmp_path):
         history(*run()), history(get(2, None, 300 * MS, 301 * MS)), start_ns=25 * MS
     )
     assert result["lost_writes"] == 0
+
+
+def test_check_measures_the_run_s_own_window_when_it_has_its_record(tmp_path):
+    ops = [
+        put(1, "seed", 0, 1 * MS),  # seeding, before the measured load
+        get(1, "seed", 20 * MS, 21 * MS),  # in the warm-up
+        get(1, "seed", 40 * MS, 41 * MS),
+        get(1, None, 95 * MS, 120 * MS, status=0),  # cut off when the load stopped
+    ]
+    history(*ops).to_csv(tmp_path / "history-1.csv", index=False)
+    record = {"t_seeded_ns": 10 * MS, "t_stop_ns": 100 * MS}
+    (tmp_path / RUN_FILE).write_text(json.dumps(record))
+    result = check(tmp_path, warmup_s=0.02)
+    assert (result["ops"], result["errors"]) == (1, 0)
+    assert result["duration_s"] == pytest.approx(0.07)
+
+
+def test_check_refuses_a_run_that_measured_nothing(tmp_path):
+    history(put(1, "seed", 0, 1 * MS)).to_csv(tmp_path / "history-1.csv", index=False)
+    (tmp_path / RUN_FILE).write_text(json.dumps({"t_seeded_ns": None, "t_stop_ns": 5 * MS}))
+    with pytest.raises(HistoryError, match="stopped before it measured anything"):
+        check(tmp_path)
 
 
 def test_check_refuses_a_history_without_operations(tmp_path):
