@@ -81,8 +81,9 @@ def quick_run(tmp_path_factory, redis_url):
     """One `cachebench run --quick` for the module (about a minute): its output directory."""
     out = tmp_path_factory.mktemp("quick") / "run"
     result = cachebench("run", "--quick", "--keys", "20", "--out", out)
-    assert result.returncode == 0, result.stderr
-    assert f"report: {out / 'report.md'}" in result.stdout
+    said = f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.returncode == 0, said
+    assert f"report: {out / 'report.md'}" in result.stdout, said
     return out
 
 
