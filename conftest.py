@@ -3,6 +3,7 @@
 import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, suppress
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -11,7 +12,7 @@ from flask import Flask
 
 from service import create_app
 from service.cache import cache
-from service.processes import RedisUnavailable, private_redis
+from service.processes import RedisUnavailable, gunicorn_service, private_redis
 from service.processes import redis_url as start_redis
 
 T = TypeVar("T")
@@ -47,6 +48,20 @@ def stoppable_redis():
         yield started(stack, private_redis())
 
 
+def service_settings(tmp_path: Path, request: pytest.FixtureRequest, **settings: object) -> dict:
+    """A test's service settings: its own database and cache directory, no simulated work,
+    the session's Redis for the redis backend, then the overrides given."""
+    config = {
+        "VIDEOS_DATABASE": str(tmp_path / "videos.sqlite"),
+        "CACHE_DIR": str(tmp_path / "cache"),
+        "VIDEOS_WORK_MS": 0,
+        **settings,
+    }
+    if config.get("CACHE_BACKEND") == "redis":
+        config.setdefault("CACHE_REDIS_URL", request.getfixturevalue("redis_url"))
+    return config
+
+
 @pytest.fixture
 def make_app(tmp_path, request) -> Iterator[Callable[..., Flask]]:
     """Build fresh apps on the test's own database from settings overrides.
@@ -57,16 +72,7 @@ def make_app(tmp_path, request) -> Iterator[Callable[..., Flask]]:
     apps = []
 
     def make(**settings: object) -> Flask:
-        config = {
-            "TESTING": True,
-            "VIDEOS_DATABASE": str(tmp_path / "videos.sqlite"),
-            "CACHE_DIR": str(tmp_path / "cache"),
-            "VIDEOS_WORK_MS": 0,
-            **settings,
-        }
-        if config.get("CACHE_BACKEND") == "redis":
-            config.setdefault("CACHE_REDIS_URL", request.getfixturevalue("redis_url"))
-        app = create_app(config)
+        app = create_app({"TESTING": True, **service_settings(tmp_path, request, **settings)})
         apps.append(app)
         return app
 
@@ -75,3 +81,16 @@ def make_app(tmp_path, request) -> Iterator[Callable[..., Flask]]:
         # A test may have stopped its Redis on purpose.
         with app.app_context(), suppress(redis.exceptions.ConnectionError):
             cache.clear()
+
+
+@pytest.fixture
+def serve(tmp_path, request) -> Iterator[Callable[..., str]]:
+    """Start the service under gunicorn (2 sync workers) with the test's settings and the
+    overrides given; returns its URL. Stopped after the test."""
+    with ExitStack() as stack:
+
+        def start(**settings: object) -> str:
+            config = service_settings(tmp_path, request, SERVICE_WORKERS=2, **settings)
+            return stack.enter_context(gunicorn_service(config, tmp_path / "gunicorn.log"))
+
+        yield start

@@ -5,36 +5,15 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 
-from service.processes import GUNICORN_CONF, gunicorn_service, service_environment
+from service.processes import GUNICORN_CONF, service_environment
 from service.validation import MAX_BODY_BYTES
 
 SEED = {"name": "HelloWorld", "views": 147, "likes": 3}
-
-
-@pytest.fixture
-def serve(tmp_path, request):
-    """Start the service under gunicorn (2 sync workers) with settings; stopped after the test."""
-    with ExitStack() as stack:
-
-        def start(**settings):
-            if settings.get("CACHE_BACKEND") == "redis":
-                settings.setdefault("CACHE_REDIS_URL", request.getfixturevalue("redis_url"))
-            config = {
-                "VIDEOS_DATABASE": tmp_path / "videos.sqlite",
-                "CACHE_DIR": tmp_path / "cache",
-                "SERVICE_WORKERS": 2,
-                "VIDEOS_WORK_MS": 0,
-                **settings,
-            }
-            return stack.enter_context(gunicorn_service(config, tmp_path / "gunicorn.log"))
-
-        yield start
 
 
 def video(n):

@@ -14,34 +14,15 @@ import pytest
 
 from reports.history import history_files, read_history
 from reports.history_format import COLUMNS
-from service.processes import free_port, gunicorn_service, stop
+from service.processes import free_port, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 # The command users run, from this environment (not `python -m locust`, which names itself
 # __main__.py in its messages).
 LOCUST = Path(sys.executable).with_name("locust")
 KEYS = 20
+WORK_MS = 5  # of simulated work per GET: short runs, yet misses that cost something
 SCENARIOS = {"ReadHeavyUser", "MixedUser", "WriteHeavyUser", "TutorialUser"}
-
-
-@pytest.fixture
-def serve(tmp_path, request):
-    """Start the service under gunicorn (2 workers, 5 ms of work per GET) with a cache backend."""
-    with ExitStack() as stack:
-
-        def start(backend):
-            settings = {
-                "CACHE_BACKEND": backend,
-                "SERVICE_WORKERS": 2,
-                "VIDEOS_WORK_MS": 5,
-                "VIDEOS_DATABASE": tmp_path / "videos.sqlite",
-                "CACHE_DIR": tmp_path / "cache",
-            }
-            if backend == "redis":
-                settings["CACHE_REDIS_URL"] = request.getfixturevalue("redis_url")
-            return stack.enter_context(gunicorn_service(settings, tmp_path / "gunicorn.log"))
-
-        yield start
 
 
 @pytest.fixture
@@ -102,7 +83,16 @@ def test_every_scenario_in_two_processes(serve, locust, tmp_path):
     code, output = run_to_end(
         locust,
         *("-f", "loadtests/"),
-        *headless(serve("simple"), history, "-u", "8", "-t", "4s", "--processes", "2"),
+        *headless(
+            serve(CACHE_BACKEND="simple", VIDEOS_WORK_MS=WORK_MS),
+            history,
+            "-u",
+            "8",
+            "-t",
+            "4s",
+            "--processes",
+            "2",
+        ),
         *("--max-failure-rate", "1"),
     )
     assert code == 0, output
@@ -147,7 +137,16 @@ def test_a_master_and_a_worker_record_every_operation(serve, locust, tmp_path):
     master, master_output = locust(
         *("-f", "loadtests/read_heavy.py", "--master", "--master-bind-port", port),
         *("--expect-workers", "1"),
-        *headless(serve("redis"), history, "-u", "2", "-t", "3s", "--max-failure-rate", "0"),
+        *headless(
+            serve(CACHE_BACKEND="redis", VIDEOS_WORK_MS=WORK_MS),
+            history,
+            "-u",
+            "2",
+            "-t",
+            "3s",
+            "--max-failure-rate",
+            "0",
+        ),
     )
     worker, _ = locust("-f", "loadtests/read_heavy.py", "--worker", "--master-port", port)
     assert master.wait(timeout=120) == 0, master_output.read_text()
@@ -170,7 +169,16 @@ def test_tutorial_read_your_writes(serve, locust, tmp_path, backend, broken):
     code, output = run_to_end(
         locust,
         *("-f", "loadtests/", "TutorialUser"),
-        *headless(serve(backend), history, "-u", "4", "-t", "3s", "--max-failure-rate", "0"),
+        *headless(
+            serve(CACHE_BACKEND=backend, VIDEOS_WORK_MS=WORK_MS),
+            history,
+            "-u",
+            "4",
+            "-t",
+            "3s",
+            "--max-failure-rate",
+            "0",
+        ),
     )
     run = run_file(history)
     assert run["user_classes"] == ["TutorialUser"]
@@ -199,7 +207,16 @@ def test_max_stale_rate_sets_the_exit_code(serve, locust, tmp_path, backend, sta
     code, output = run_to_end(
         locust,
         *("-f", "loadtests/read_heavy.py"),
-        *headless(serve(backend), history, "-u", "4", "-t", "3s", "--max-stale-rate", "0.05"),
+        *headless(
+            serve(CACHE_BACKEND=backend, VIDEOS_WORK_MS=WORK_MS),
+            history,
+            "-u",
+            "4",
+            "-t",
+            "3s",
+            "--max-stale-rate",
+            "0.05",
+        ),
     )
     (verdict,) = run_file(history)["thresholds"]
     assert verdict["option"] == "--max-stale-rate"
@@ -212,7 +229,14 @@ def test_ctrl_c_keeps_every_operation(serve, locust, tmp_path):
     history = tmp_path / "history"
     process, output = locust(
         *("-f", "loadtests/mixed.py"),
-        *headless(serve("simple"), history, "-u", "4", "--max-failure-rate", "1"),
+        *headless(
+            serve(CACHE_BACKEND="simple", VIDEOS_WORK_MS=WORK_MS),
+            history,
+            "-u",
+            "4",
+            "--max-failure-rate",
+            "1",
+        ),
     )
     deadline = time.monotonic() + 60
     # Locust's periodic stats table gets a /videos/[id] row once requests were answered.
@@ -268,7 +292,9 @@ def test_a_run_stopped_while_seeding_measured_nothing(serve, locust, tmp_path):
     code, output = run_to_end(
         locust,
         *("-f", "loadtests/read_heavy.py"),
-        *headless(serve("none"), history, "-u", "1", "-t", "1s"),
+        *headless(
+            serve(CACHE_BACKEND="none", VIDEOS_WORK_MS=WORK_MS), history, "-u", "1", "-t", "1s"
+        ),
         "--keys=100000",  # far more PUTs than one second holds
     )
     assert code == 2, output

@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 
 from reports.matrix import Options, OptionsError, check_target, plan, validate
-from service.processes import gunicorn_service
 
 CACHEBENCH = Path(sys.executable).with_name("cachebench")
 CACHES = ("none", "simple", "filesystem", "redis")
@@ -142,15 +141,13 @@ def test_without_redis_the_matrix_runs_and_says_why(tmp_path):
     assert "`redis` was not run: redis-server not found" in (out / "report.md").read_text()
 
 
-def test_a_server_of_ones_own_is_measured_as_external(tmp_path, redis_url):
-    settings = {"CACHE_BACKEND": "redis", "CACHE_REDIS_URL": redis_url, "VIDEOS_WORK_MS": 5,
-                "VIDEOS_DATABASE": tmp_path / "videos.sqlite"}  # fmt: skip
+def test_a_server_of_ones_own_is_measured_as_external(tmp_path, serve):
+    url = serve(CACHE_BACKEND="redis", VIDEOS_WORK_MS=5)
     out = tmp_path / "run"
-    with gunicorn_service(settings, tmp_path / "gunicorn.log") as url:
-        result = cachebench(
-            "run", "--host", url, "--scenarios", "read_heavy", "--repeats", "1",
-            "--warmup", "0.5", "--duration", "1.5", "--out", out,
-        )  # fmt: skip
+    result = cachebench(
+        "run", "--host", url, "--scenarios", "read_heavy", "--repeats", "1",
+        "--warmup", "0.5", "--duration", "1.5", "--out", out,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary["cache"]) == ["external"]
