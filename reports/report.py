@@ -16,11 +16,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from reports.bounds import bound_flags
+from reports.figures import PERCENTILES
 from reports.stats import UNSTABLE_CV, Estimate, change, estimate
 
 LATENCY_GROUPS = {"get_hit": "GET HIT", "get_miss": "GET MISS", "put": "PUT"}  # the tables
 CHARTED_LATENCY = "all"  # the chart: every operation
-PERCENTILES = ("p50", "p95", "p99", "max")
 CACHE_ORDER = ("none", "simple", "filesystem", "redis", "external")
 
 

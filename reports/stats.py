@@ -28,10 +28,15 @@ class Estimate:
         return not math.isnan(self.cv) and self.cv >= UNSTABLE_CV
 
 
+def _finite(values: "np.typing.ArrayLike") -> np.ndarray:
+    """The values that were measured: a repeat without one (NaN) is left out."""
+    data = np.asarray(values, dtype=float)
+    return data[np.isfinite(data)]
+
+
 def estimate(values: "np.typing.ArrayLike") -> Estimate:
     """Mean, 95 % interval and coefficient of variation of the finite values given."""
-    data = np.asarray(values, dtype=float)
-    data = data[np.isfinite(data)]
+    data = _finite(values)
     n = len(data)
     if n == 0:
         return Estimate(math.nan, math.nan, math.nan, 0, math.nan)
@@ -64,8 +69,7 @@ class Change:
 
 
 def change(a_values: "np.typing.ArrayLike", b_values: "np.typing.ArrayLike") -> Change:
-    a, b = np.asarray(a_values, dtype=float), np.asarray(b_values, dtype=float)
-    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    a, b = _finite(a_values), _finite(b_values)
     ea, eb = estimate(a), estimate(b)
     diff = eb.mean - ea.mean
     if len(a) < 2 or len(b) < 2:

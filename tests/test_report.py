@@ -5,7 +5,8 @@ import re
 import pandas as pd
 import pytest
 
-from reports.report import LATENCY_GROUPS, PERCENTILES, cells, verdict, write_report
+from reports.figures import PERCENTILES
+from reports.report import LATENCY_GROUPS, cells, verdict, write_report
 
 CACHES = ("none", "simple", "filesystem", "redis")
 
