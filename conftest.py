@@ -10,10 +10,10 @@ import pytest
 import redis
 from flask import Flask
 
+from cachebench.processes import RedisUnavailable, gunicorn_service, private_redis
+from cachebench.processes import redis_url as start_redis
 from service import create_app
 from service.cache import cache
-from service.processes import RedisUnavailable, gunicorn_service, private_redis
-from service.processes import redis_url as start_redis
 
 T = TypeVar("T")
 

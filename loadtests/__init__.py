@@ -1,2 +1,2 @@
-"""Locust scenarios against the videos API; helpers live in `_`-prefixed modules, which
-Locust's directory mode (`locust -f loadtests/`) does not load as locustfiles."""
+"""Locust scenarios against the videos API, one per file (`locust -f loadtests/` loads them
+all); what they share is the Locust plugin in `locust_cachebench`."""

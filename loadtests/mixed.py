@@ -8,7 +8,7 @@ Options (--keys, --key-dist, --zipf-s, --history-dir, ...): see the README's "Lo
 
 from locust import run_single_user, task
 
-from loadtests._videos import VideosUser
+from locust_cachebench.users import VideosUser
 
 
 class MixedUser(VideosUser):

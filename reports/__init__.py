@@ -1,1 +1,4 @@
-"""Checking histories, running the comparison matrix, and writing the reports."""
+"""Reading and checking histories, and the figures, statistics and reports made from them.
+
+Imports nothing else of the project, and never Locust.
+"""

@@ -1,6 +1,6 @@
 """The history format: one row per operation a load-test client performed, as it saw it.
 
-Written by the Locust scenarios (loadtests/_history.py) as `history-*.csv` files and read by
+Written by the Locust scenarios (locust_cachebench/history.py) as `history-*.csv` files and read by
 reports/history.py. Nothing in it comes from the service's internals, so any server with the
 same API can be judged from it. This module needs nothing but Python, so that a Locust
 process writing a history does not import pandas.

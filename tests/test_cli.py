@@ -5,8 +5,8 @@ import json
 import pytest
 from histories import get, history, put
 
+from cachebench.cli import main
 from reports import synthetic
-from reports.cli import main
 from reports.history_format import COLUMNS, FINAL_READS_FILE
 
 MS = 1_000_000

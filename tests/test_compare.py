@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from reports.cli import main
+from cachebench.cli import main
 from reports.compare import compare_runs
 
 

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from service.processes import GUNICORN_CONF, service_environment
+from cachebench.processes import GUNICORN_CONF, service_environment
 from service.validation import MAX_BODY_BYTES
 
 SEED = {"name": "HelloWorld", "views": 147, "likes": 3}

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from loadtests._contract import Expect, check_delete, check_get, check_put
+from locust_cachebench.contract import Expect, check_delete, check_get, check_put
 
 VIDEO = {"name": "w#1", "views": 3, "likes": 0}
 MISSING = json.dumps({"message": "video doesn't exist"}).encode()

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from cachebench.processes import free_port, stop
 from reports.history import history_files, read_history
 from reports.history_format import COLUMNS
-from service.processes import free_port, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 # The command users run, from this environment (not `python -m locust`, which names itself

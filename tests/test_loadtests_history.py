@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from loadtests import _history
-from loadtests._history import HistoryWriter, NoHistory, Writer, process_id
+from locust_cachebench import history as history_writer
+from locust_cachebench.history import HistoryWriter, NoHistory, Writer, process_id
 from reports.history import history_files, read_history
 from reports.history_format import COLUMNS, FILE_PATTERN
 
@@ -52,7 +52,7 @@ def test_rows_wait_in_memory_until_a_flush(tmp_path):
 
 
 def test_a_full_buffer_is_written_without_waiting(tmp_path, monkeypatch):
-    monkeypatch.setattr(_history, "FLUSH_EVERY_ROWS", 4)
+    monkeypatch.setattr(history_writer, "FLUSH_EVERY_ROWS", 4)
     history = HistoryWriter(tmp_path, "p1")
     record_ops(history, Writer("p1-u1"), 3)  # 6 rows: one batch of 4 written, 2 kept
     assert history.rows_written == 4
@@ -84,8 +84,8 @@ def test_every_write_name_is_unique_and_names_its_writer():
 
 def test_names_fit_the_api(monkeypatch):
     # The service stores names of up to 200 characters; a long host name must not break that.
-    monkeypatch.setattr(_history.socket, "gethostname", lambda: "h" * 63 + ".example.org")
-    monkeypatch.setattr(_history, "_process_ids", {})
+    monkeypatch.setattr(history_writer.socket, "gethostname", lambda: "h" * 63 + ".example.org")
+    monkeypatch.setattr(history_writer, "_process_ids", {})
     name = Writer(f"{process_id()}-u{10**6}").next_name() + str(10**9)
     assert len(name) <= 200
 

@@ -1,6 +1,6 @@
 """The live hit rate: counted per scenario, summed over workers, shown as a table."""
 
-from loadtests._hits import HitCounter, format_table, web_ui_rows
+from locust_cachebench.hits import HitCounter, format_table, web_ui_rows
 
 
 def test_hit_counts_sent_by_workers_add_up_on_the_master():

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from loadtests._keys import key_chooser, uniform_keys, zipf_keys, zipf_weights
+from locust_cachebench.keys import key_chooser, uniform_keys, zipf_keys, zipf_weights
 
 SAMPLES = 200_000
 N = 100

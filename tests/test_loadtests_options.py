@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtests._options import (
+from locust_cachebench.options import (
     Settings,
     SettingsError,
     key_distribution,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from reports.matrix import Options, OptionsError, check_target, plan, validate
+from cachebench.matrix import Options, OptionsError, check_target, plan, validate
 
 CACHEBENCH = Path(sys.executable).with_name("cachebench")
 CACHES = ("none", "simple", "filesystem", "redis")
@@ -38,7 +38,7 @@ def test_a_remote_target_is_refused_unless_allowed(url):
     ("changes", "says"),
     [
         ({"caches": ("memcached",)}, "unknown cache 'memcached'"),
-        ({"scenarios": ("tutorial",)}, "unknown scenario 'tutorial'"),
+        ({"scenarios": ("nope",)}, "unknown scenario 'nope'"),
         ({"repeats": 0}, "--repeats must be at least 1"),
         ({"host": "ftp://127.0.0.1"}, "is not an http(s) URL"),
     ],
@@ -49,7 +49,7 @@ def test_bad_options_say_what_to_change(changes, says):
 
 
 def test_a_missing_tool_is_one_line_saying_what_to_install(monkeypatch, tmp_path):
-    monkeypatch.setattr("reports.matrix.LOCUST", tmp_path / "locust")
+    monkeypatch.setattr("cachebench.matrix.LOCUST", tmp_path / "locust")
     with pytest.raises(
         OptionsError, match=r"^Locust is not installed beside .*pip install -e \.\)$"
     ):
@@ -158,7 +158,7 @@ def test_a_server_of_ones_own_is_measured_as_external(tmp_path, serve):
 
 
 def processes_of(run_dir: Path) -> list[int]:
-    """Processes whose environment names `run_dir` as their run (see reports.cli)."""
+    """Processes whose environment names `run_dir` as their run (see cachebench.cli)."""
     marker = f"CACHEBENCH_RUN={run_dir.resolve()}".encode()
     found = []
     for environ in Path("/proc").glob("[0-9]*/environ"):

@@ -1,13 +1,13 @@
 """GET, PUT and DELETE on /videos/<id> through a Locust session: each response validated
-(loadtests/_contract.py) and reported to Locust, then recorded in the history."""
+(locust_cachebench/contract.py) and reported to Locust, then recorded in the history."""
 
 import time
 from collections.abc import Callable
 
 from locust.contrib.fasthttp import FastHttpSession, ResponseContextManager
 
-from loadtests._contract import Expect, check_delete, check_get, check_put
-from loadtests._history import HistoryWriter, NoHistory, Writer
+from locust_cachebench.contract import Expect, check_delete, check_get, check_put
+from locust_cachebench.history import HistoryWriter, NoHistory, Writer
 
 # One stats row per method for every /videos/<id>.
 STATS_NAME = "/videos/[id]"

@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import service
 from service.settings import SETTINGS
 
-GUNICORN_CONF = Path(__file__).with_name("gunicorn.conf.py")
+GUNICORN_CONF = Path(service.__file__).with_name("gunicorn.conf.py")
 REDIS_HINT = (
     "install redis-server (Debian/Ubuntu: apt-get install redis-server; macOS: brew install "
     "redis) or set REDIS_URL to a Redis server you may write to"

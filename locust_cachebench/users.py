@@ -3,9 +3,9 @@ keyspace (or of its own), validating and recording each operation."""
 
 from locust import FastHttpUser, constant
 
-from loadtests._client import VideosClient
-from loadtests._history import Writer
-from loadtests._run import DEFAULT_HOST, LoadRun, current_run
+from locust_cachebench.client import VideosClient
+from locust_cachebench.history import Writer
+from locust_cachebench.run import DEFAULT_HOST, LoadRun, current_run
 
 
 class VideosUser(FastHttpUser):

@@ -16,13 +16,8 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from reports.compare import CompareError, compare_runs, format_comparison
-from reports.figures import check, format_figures
-from reports.history import HistoryError
-from reports.history_format import FILE_PATTERN, FINAL_READS_FILE
-from reports.matrix import (
+from cachebench.matrix import (
     QUICK,
-    SCENARIOS,
     Options,
     OptionsError,
     Run,
@@ -31,6 +26,11 @@ from reports.matrix import (
     unstable_cells,
     validate,
 )
+from cachebench.scenarios import scenarios
+from reports.compare import CompareError, compare_runs, format_comparison
+from reports.figures import check, format_figures
+from reports.history import HistoryError
+from reports.history_format import FILE_PATTERN, FINAL_READS_FILE
 from service.settings import CACHE_BACKENDS, CACHE_STRATEGIES, WORK_PHASES
 
 # Set in the environment of everything `run` starts, so that a process left behind could be
@@ -105,7 +105,7 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     )
     add(
         "--scenarios",
-        type=_choices(SCENARIOS),
+        type=_choices(tuple(scenarios())),
         metavar="LIST",
         help=f"comma list (default: {','.join(defaults.scenarios)})",
     )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loadtests._keys import KEY_DISTRIBUTIONS
+from locust_cachebench.keys import KEY_DISTRIBUTIONS
 
 if TYPE_CHECKING:
     # Importing locust monkey-patches the standard library: only Locust itself should.

@@ -26,8 +26,11 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-import loadtests
-from loadtests._options import keys_count, zipf_exponent
+from cachebench.metadata import collect
+from cachebench.processes import RedisUnavailable, ServerError, gunicorn_service, stop
+from cachebench.processes import redis_url as redis_url_or_private
+from cachebench.scenarios import default_scenarios, scenarios
+from locust_cachebench.options import keys_count, zipf_exponent
 from reports.bounds import RunShape, run_bounds
 from reports.figures import figures
 from reports.history import (
@@ -38,16 +41,11 @@ from reports.history import (
     write_final_reads,
 )
 from reports.history_format import RUN_FILE
-from reports.metadata import collect
 from reports.report import write_report
 from reports.stats import UNSTABLE_CV, estimate
 from service import create_app
-from service.processes import RedisUnavailable, ServerError, gunicorn_service, stop
-from service.processes import redis_url as redis_url_or_private
 from service.settings import BY_NAME, CACHE_BACKENDS
 
-SCENARIOS = ("read_heavy", "mixed", "write_heavy")
-LOADTESTS = Path(loadtests.__file__).parent
 # Locust's own command from this environment (`python -m locust` calls itself __main__.py).
 LOCUST = Path(sys.executable).with_name("locust")
 EXTERNAL = "external"  # the cache label of runs against --host: its cache is unknown
@@ -67,7 +65,7 @@ class Options:
     """Everything that shapes a comparison; all of it is recorded with the results."""
 
     caches: tuple[str, ...] = CACHE_BACKENDS
-    scenarios: tuple[str, ...] = SCENARIOS
+    scenarios: tuple[str, ...] = field(default_factory=default_scenarios)
     repeats: int = 3
     duration_s: float = 4.0
     warmup_s: float = 2.0
@@ -109,9 +107,9 @@ def validate(options: Options) -> Options:
     unknown = set(options.caches) - set(CACHE_BACKENDS)
     if unknown:
         raise OptionsError(f"unknown cache {sorted(unknown)[0]!r}: use {', '.join(CACHE_BACKENDS)}")
-    unknown = set(options.scenarios) - set(SCENARIOS)
+    unknown = set(options.scenarios) - set(scenarios())
     if unknown:
-        raise OptionsError(f"unknown scenario {sorted(unknown)[0]!r}: use {', '.join(SCENARIOS)}")
+        raise OptionsError(f"unknown scenario {sorted(unknown)[0]!r}: use {', '.join(scenarios())}")
     for name in ("repeats", "users"):
         if getattr(options, name) < 1:
             raise OptionsError(f"--{name} must be at least 1")
@@ -278,7 +276,7 @@ def run_one(run: Run, options: Options, redis_url: str | None, progress: Progres
 def locust_command(run: Run, options: Options, url: str, run_dir: Path) -> list[str]:
     return [
         str(LOCUST),
-        "-f", str(LOADTESTS / f"{run.scenario}.py"),
+        "-f", str(scenarios()[run.scenario].path),
         "--headless", "--only-summary",
         "--users", str(options.users), "--spawn-rate", str(options.users),
         # Locust's clock starts before seeding and counts whole seconds: ask for enough, and

@@ -2,7 +2,7 @@
 counts, and at the end the thresholds (the exit code) and `locust-run.json`.
 
 Importing this module registers its Locust event listeners; every scenario imports it
-through loadtests._videos, and Python imports it once however many scenarios are loaded.
+through locust_cachebench.users, and Python imports it once however many scenarios are loaded.
 """
 
 import atexit
@@ -32,11 +32,11 @@ from locust.event import EventHook
 from locust.runners import MasterRunner, WorkerRunner
 from locust.web import WebUI
 
-from loadtests._client import VideosClient
-from loadtests._history import HistoryWriter, NoHistory, Writer, process_id
-from loadtests._hits import WEB_UI_TAB, WEB_UI_TABLE, HitCounter, format_table, web_ui_rows
-from loadtests._keys import KeyChooser, key_chooser
-from loadtests._options import Settings, SettingsError, add_options
+from locust_cachebench.client import VideosClient
+from locust_cachebench.history import HistoryWriter, NoHistory, Writer, process_id
+from locust_cachebench.hits import WEB_UI_TAB, WEB_UI_TABLE, HitCounter, format_table, web_ui_rows
+from locust_cachebench.keys import KeyChooser, key_chooser
+from locust_cachebench.options import Settings, SettingsError, add_options
 from reports.history_format import RUN_FILE
 
 log = logging.getLogger("loadtests")
