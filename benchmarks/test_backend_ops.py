@@ -3,7 +3,7 @@
 The backends are taken from an app of the service, so they are configured as it configures
 them (FileSystemCache's directory and threshold, Redis's key prefix), and the value is the
 one the service itself cached: what `@cache.cached` stores is the view's return value, the
-tuple `(video, 200)`, pickled by cachelib for every backend.
+tuple `(video, 200)`, as JSON (service/cache_format.py) for every backend.
 """
 
 import itertools
@@ -37,7 +37,7 @@ def cached_video(make_app, backend) -> tuple[BaseCache, object]:
 
 @pytest.fixture(autouse=True)
 def record_backend(benchmark, cached_video, backend) -> None:
-    """Record the backend and the size of the value as it is stored (pickled)."""
+    """Record the backend and the size of the value as it is stored (JSON)."""
     backend_cache, value = cached_video
     benchmark.extra_info["backend"] = backend
     benchmark.extra_info["payload_bytes"] = len(backend_cache.serializer.dumps(value))

@@ -3,11 +3,14 @@
 X-Cache tells clients what the cache did for a GET, so that hit rates can be measured from
 outside: HIT (served from the cache), MISS (the view ran and the cache was asked), BYPASS
 (the cache backend failed, so the view ran without it).
+
+Values are cached as JSON (service/cache_format.py): an entry that does not decode is a MISS.
 """
 
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from flask import Flask, Response, g, request
 from flask_caching import Cache
@@ -18,17 +21,42 @@ from flask_caching.signals import (
     cache_view_miss,
 )
 
+from service.cache_format import UndecodableEntry
 from service.store import get_store
 
 log = logging.getLogger(__name__)
 
-cache = Cache()
+
+class JSONCache(Cache):
+    """Flask-Caching's Cache, where an entry that does not decode is a miss, told in one line.
+
+    Flask-Caching's views and memoize read through get and get_many; were the error to reach
+    them, they would log a traceback and run the view without the cache (BYPASS). The view
+    runs, as for any miss, and its value replaces the entry.
+    """
+
+    def get(self, key: str) -> Any:
+        try:
+            return super().get(key)
+        except UndecodableEntry as exc:
+            log.warning("cache entry %s does not decode, counted as a miss: %s", key, exc)
+            return None
+
+    def get_many(self, *keys: str) -> list[Any]:
+        try:
+            return super().get_many(*keys)
+        except UndecodableEntry:
+            # Redis reads them all at once: again one by one, to keep the others.
+            return [self.get(key) for key in keys]
+
+
+cache = JSONCache()
 
 CACHE_TYPES = {
     "none": "NullCache",
-    "simple": "SimpleCache",
-    "filesystem": "FileSystemCache",
-    "redis": "RedisCache",
+    "simple": "service.cache_format.JSONSimpleCache",
+    "filesystem": "service.cache_format.JSONFileSystemCache",
+    "redis": "service.cache_format.JSONRedisCache",
 }
 
 

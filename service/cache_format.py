@@ -1,0 +1,108 @@
+"""Cached values as JSON, never pickle: the backends the service uses and their serializer.
+
+Whoever can write to a cache (the shared Redis, the cache directory) could make the service
+run code if the values read back were unpickled; JSON decodes to data only. A video and its
+status are plain data; Flask's tagged JSON keeps what JSON alone would change, so that what
+comes back is what was stored: a tuple stays a tuple, and the 404 that Flask-Caching's
+`cached` stores (the HTTPException the view raised) stays one.
+"""
+
+import json
+from typing import IO, Any, ClassVar
+
+from flask.json.tag import JSONTag, PassDict, PassList, TagDict, TaggedJSONSerializer, TagTuple
+from flask_caching.backends import FileSystemCache, RedisCache, SimpleCache
+from werkzeug.exceptions import HTTPException, default_exceptions
+
+
+class UndecodableEntry(ValueError):
+    """A cached value not in this format: planted, corrupt, or written by an older version."""
+
+
+class TagHTTPException(JSONTag):
+    """An HTTPException as abort() raises it: Werkzeug's class for its code, with the data
+    Flask-RESTful's abort attaches (the JSON message)."""
+
+    key = " http"
+
+    def check(self, value: Any) -> bool:
+        return (
+            isinstance(value, HTTPException)
+            and value.response is None
+            and type(value) is default_exceptions.get(value.code)
+        )
+
+    def to_json(self, value: HTTPException) -> dict:
+        fields = {"code": value.code, "description": value.description}
+        if hasattr(value, "data"):
+            fields["data"] = self.serializer.tag(value.data)
+        return fields
+
+    def to_python(self, value: dict) -> HTTPException:
+        exception = default_exceptions[value["code"]](value["description"])
+        if "data" in value:
+            exception.data = value["data"]
+        return exception
+
+
+class CacheJSON(TaggedJSONSerializer):
+    """Flask's tagged JSON with only the types the views cache, over the standard json module:
+    Flask's own dumps would turn other types into strings (and sort keys), which would not
+    come back as stored; this refuses them (TypeError), and Flask-Caching then logs and
+    leaves that value uncached."""
+
+    default_tags: ClassVar[list[type[JSONTag]]] = [
+        TagDict,
+        PassDict,
+        TagTuple,
+        PassList,
+        TagHTTPException,
+    ]
+
+    def dumps(self, value: Any) -> str:
+        return json.dumps(self.tag(value), separators=(",", ":"))
+
+    def loads(self, value: str | bytes) -> Any:
+        return json.loads(value, object_hook=self.untag)
+
+
+class JSONSerializer:
+    """cachelib's serializer interface over CacheJSON: dumps/loads for Redis and SimpleCache,
+    dump/load for FileSystemCache's files (after the expiry it writes and reads itself).
+
+    An integer is its ASCII digits, as cachelib's Redis serializer writes it, so Redis's
+    INCRBY still works on it.
+    """
+
+    format = CacheJSON()
+
+    def dumps(self, value: Any) -> bytes:
+        return self.format.dumps(value).encode()
+
+    def loads(self, data: bytes | None) -> Any:
+        if data is None:  # Redis's answer for a key it does not hold
+            return None
+        try:
+            return self.format.loads(data)
+        except Exception as exc:  # whatever fails (bytes, JSON, tags, depth), it is not data
+            raise UndecodableEntry(f"{type(exc).__name__}: {exc}") from exc
+
+    def dump(self, value: Any, f: IO[bytes]) -> None:
+        f.write(self.dumps(value))
+
+    def load(self, f: IO[bytes]) -> Any:
+        return self.loads(f.read())
+
+
+# The serializer is a class attribute, so that it is already in place when a backend's
+# constructor writes (FileSystemCache writes its entry count there).
+class JSONSimpleCache(SimpleCache):
+    serializer = JSONSerializer()
+
+
+class JSONFileSystemCache(FileSystemCache):
+    serializer = JSONSerializer()
+
+
+class JSONRedisCache(RedisCache):
+    serializer = JSONSerializer()
