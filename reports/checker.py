@@ -17,12 +17,17 @@ key but those in INITIAL_VALUES); it is
 
 A read that more than one write could have returned (a 404, or a name written twice) is
 judged in its favour: stale only if all of them were superseded, aged from the last.
+
+A name the harness writes (NAME_PATTERN) by a writer that is not in the history was written
+by an earlier run against the same server (one that keeps its state, under --host): it is
+taken as part of the key's state before the history began, like INITIAL_VALUES, so a read
+of it is ok until a write of this history supersedes it, and stale after; never a phantom.
 """
 
 import numpy as np
 import pandas as pd
 
-from reports.history_format import INITIAL_VALUES
+from reports.history_format import INITIAL_VALUES, NAME_PATTERN
 
 VERDICTS = ("ok", "stale", "phantom", "future", "unjudged")
 # A final read is judged as a read after everything: a stale one means a lost write.
@@ -35,9 +40,9 @@ NEVER = np.iinfo(np.int64).max  # when a write no later write supersedes is supe
 def classify_reads(history: pd.DataFrame) -> pd.DataFrame:
     """Every GET of `history` (a read_history frame), judged against the whole history.
 
-    Returns the GET rows, with their index in `history`, and two more columns: `verdict`
-    (categorical, one of VERDICTS) and `staleness_ns` (Int64: the staleness age of a stale
-    read, NA for any other).
+    Returns the GET rows, with their index in `history`, and three more columns: `verdict`
+    (categorical, one of VERDICTS), `staleness_ns` (Int64: the staleness age of a stale
+    read, NA for any other) and `earlier_run` (it returned a name an earlier run wrote).
     """
     gets = history[history["op"] == "get"]
     latest, found, explained = _latest_supersession(history, gets, gets["t_complete_ns"])
@@ -54,6 +59,7 @@ def classify_reads(history: pd.DataFrame) -> pd.DataFrame:
     return gets.assign(
         verdict=pd.Categorical(verdict, categories=VERDICTS),
         staleness_ns=pd.arrays.IntegerArray(age, mask=~stale),
+        earlier_run=_earlier_run(history, gets),
     )
 
 
@@ -87,7 +93,7 @@ def _latest_supersession(
     latest (NEVER where no such write was superseded), found (there is such a write) and
     explained (some write on its key wrote its value, whenever it was invoked).
     """
-    writes = _writes(history, reads["key"])
+    writes = _writes(history, reads)
     write_pairs, read_pairs = _pairs(writes, reads)
 
     # The writes each read could have returned, by time of invocation, each carrying the
@@ -125,8 +131,16 @@ def _latest_supersession(
     return latest, found, pd.Series(read_pairs).isin(write_pairs).to_numpy()
 
 
-def _writes(history: pd.DataFrame, read_keys: pd.Series) -> pd.DataFrame:
-    """Every write that may have happened, and the initial state of every key read.
+def _earlier_run(history: pd.DataFrame, reads: pd.DataFrame) -> np.ndarray:
+    """Which `reads` returned a name written by a writer absent from `history`."""
+    writer = reads["value"].str.fullmatch(NAME_PATTERN) & (reads["status"] != 404)
+    names = reads["value"].str.extract(NAME_PATTERN, expand=False)
+    return (writer.fillna(False) & ~names.isin(history["worker"])).to_numpy(bool)
+
+
+def _writes(history: pd.DataFrame, reads: pd.DataFrame) -> pd.DataFrame:
+    """Every write that may have happened, and the initial state of every key read: absent
+    or its INITIAL_VALUES name, and any name an earlier run wrote there (_earlier_run).
 
     Columns: key, value (NA for absent), t_invoke_ns, definite (it surely happened), and
     done_ns: when it had taken effect if it did: its completion, or NEVER for a timeout,
@@ -145,11 +159,14 @@ def _writes(history: pd.DataFrame, read_keys: pd.Series) -> pd.DataFrame:
             "done_ns": rows["t_complete_ns"].where(rows["status"] != 0, NEVER),
         }
     )
-    keys = pd.Series(pd.unique(read_keys.to_numpy(np.int64)))
+    keys = pd.Series(pd.unique(reads["key"].to_numpy(np.int64)))
+    earlier = reads[_earlier_run(history, reads)].drop_duplicates(["key", "value"])
     initial = pd.DataFrame(
         {
-            "key": keys,
-            "value": keys.map(INITIAL_VALUES).astype("string"),
+            "key": pd.concat([keys, earlier["key"]], ignore_index=True),
+            "value": pd.concat(
+                [keys.map(INITIAL_VALUES).astype("string"), earlier["value"]], ignore_index=True
+            ),
             "t_invoke_ns": BEFORE_ALL,
             "definite": True,
             "done_ns": BEFORE_ALL,

@@ -62,7 +62,7 @@ def figures(
         "errors": int(((status == 0) | (status >= 500)).sum()),
         "duration_s": duration_ns / 1e9 if duration_ns else None,
         "throughput_rps": len(ops) / (duration_ns / 1e9) if duration_ns else None,
-        "hit_rate": _share((answered_gets["cache"] == "HIT").sum(), len(answered_gets)),
+        "hit_rate": _hit_rate(answered_gets["cache"]),
         "judged_reads": judged,
         "stale_reads": int(verdicts["stale"]),
         "stale_rate": _share(verdicts["stale"], judged),
@@ -70,6 +70,7 @@ def figures(
         "staleness_max_ms": float(staleness_ms.max()) if len(staleness_ms) else None,
         "phantoms": int(verdicts["phantom"]),
         "future_reads": int(verdicts["future"]),
+        "earlier_run_reads": int(reads["earlier_run"].sum()),
         **_lost_writes(history, final_reads),
     }
     latency_ms = (answered["t_complete_ns"] - answered["t_invoke_ns"]) / 1e6
@@ -158,6 +159,14 @@ def _percentiles(group: str, latency_ms: np.ndarray) -> Figures:
         return dict.fromkeys(names)
     values = np.percentile(latency_ms, list(PERCENTILES.values()))
     return {name: float(value) for name, value in zip(names, values, strict=True)}
+
+
+def _hit_rate(cache: pd.Series) -> float | None:
+    """The share of HIT among the answered GETs' X-Cache headers; unknown (None) when the
+    server sent none, which is not a hit rate of 0."""
+    if not (cache != "").any():
+        return None
+    return _share((cache == "HIT").sum(), len(cache))
 
 
 def _share(part: float, whole: int) -> float | None:

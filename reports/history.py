@@ -57,10 +57,15 @@ def run_window(
         run = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise HistoryError(f"cannot read {path}: {exc}") from None
-    if run.get("t_seeded_ns") is None or run.get("t_stop_ns") is None:
+    if not isinstance(run, dict):
+        raise HistoryError(f"{path} is not a run record: a JSON object was expected")
+    times = [run.get(name) for name in ("t_seeded_ns", "t_stop_ns")]
+    if None in times:
         raise HistoryError(f"{directory}: the run stopped before it measured anything")
-    start = run["t_seeded_ns"] + round(warmup_s * 1e9)
-    end = run["t_stop_ns"]
+    if not all(type(t) is int for t in times):  # bool is an int in Python, not here
+        raise HistoryError(f"{path}: t_seeded_ns and t_stop_ns must be whole nanoseconds")
+    start = times[0] + round(warmup_s * 1e9)
+    end = times[1]
     if duration_s is not None:
         end = min(end, start + round(duration_s * 1e9))
     if end <= start:

@@ -21,6 +21,10 @@ DTYPES = {
 OPS = ("get", "put", "delete")
 FILE_PATTERN = "history-*.csv"
 INITIAL_VALUES = {1: "HelloWorld"}  # what the service holds before any write
+# Every name the harness writes: `<writer>#<n>`, the writer `<host>-<pid>-<token>-u<n>` (a
+# user) or `<host>-<pid>-<token>-seed` (the seeding). A name of this form whose writer is not
+# in a history was written by another run of the harness, before that history began.
+NAME_PATTERN = r"(?P<writer>[A-Za-z0-9.-]+-[0-9]+-[0-9a-f]{6}-(?:u[0-9]+|seed))#[0-9]+"
 
 # The value of every key once the load has stopped, read through a cache-less service: one
 # GET per key, in the history's columns (op is always get), made by the runner if it can.

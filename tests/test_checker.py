@@ -239,11 +239,11 @@ def test_a_name_written_twice_is_judged_in_the_readers_favour():
     assert verdicts(h) == [OK]
 
 
-def test_reads_keep_their_rows_and_index_and_gain_two_columns():
+def test_reads_keep_their_rows_and_index_and_gain_three_columns():
     h = history(put(2, "A", 0, 10), get(2, "A", 20, 30, worker="w9", cache="HIT"))
     reads = classify_reads(h)
     assert list(reads.index) == [1]
-    assert list(reads.columns) == [*h.columns, "verdict", "staleness_ns"]
+    assert list(reads.columns) == [*h.columns, "verdict", "staleness_ns", "earlier_run"]
     assert reads.loc[1, "worker"] == "w9"
     assert list(reads["verdict"].cat.categories) == list(VERDICTS)
     assert reads["staleness_ns"].dtype == "Int64"
@@ -304,3 +304,30 @@ def test_final_reads_are_judged_after_everything_whatever_their_timestamps():
 def test_final_verdicts_are_categorical():
     frame = classify_final_reads(history(put(2, "A", 0, 10)), history(get(2, "A", 20, 30)))
     assert list(frame["verdict"].cat.categories) == list(FINAL_VERDICTS)
+
+
+# A server that keeps its state between runs (--host): names an earlier run wrote.
+
+EARLIER = "otherhost-4242-abcdef-u3#17"  # the harness's name format, by a writer not in it
+
+
+def test_a_name_an_earlier_run_wrote_is_the_key_s_state_before_the_history_not_a_phantom():
+    h = history(get(2, EARLIER, 0, 10), put(2, "A", 20, 30), get(2, EARLIER, 40, 50))
+    assert verdicts(h) == [OK, stale(40 - 30)]
+    assert list(classify_reads(h)["earlier_run"]) == [True, True]
+
+
+def test_a_name_of_this_history_s_own_writers_that_none_wrote_is_still_a_phantom():
+    h = history(
+        put(2, "thishost-1-abcdef-u1#1", 0, 10, worker="thishost-1-abcdef-u1"),
+        get(2, "thishost-1-abcdef-u1#9", 20, 30),
+        get(2, "not the harness's format", 40, 50),
+    )
+    assert verdicts(h) == [PHANTOM, PHANTOM]
+    assert not classify_reads(h)["earlier_run"].any()
+
+
+def test_a_final_read_of_a_name_an_earlier_run_wrote_is_a_lost_write_once_superseded():
+    h = history(put(2, "A", 20, 30))
+    final = history(get(2, EARLIER, 100, 110), get(3, EARLIER, 100, 110))
+    assert list(classify_final_reads(h, final)["verdict"].astype(str)) == ["lost", "ok"]

@@ -7,7 +7,7 @@ from histories import get, history, put
 
 from cachebench.cli import main
 from reports import synthetic
-from reports.history_format import COLUMNS, FINAL_READS_FILE
+from reports.history_format import COLUMNS, FINAL_READS_FILE, RUN_FILE
 
 MS = 1_000_000
 
@@ -80,6 +80,14 @@ HEADER = ",".join(COLUMNS) + "\n"
         ({"history-1.csv": "when,what\n1,2\n"}, "lacks the columns"),
         ({"history-1.csv": HEADER + "get,two,x,200,,1,2,w\n"}, "malformed value"),
         ({"history-1.csv": HEADER + "get,2,x,200,,1,2,w\n", FINAL_READS_FILE: "x\n"}, "lacks"),
+        ({"history-1.csv": HEADER + "get,2,x,200,,1,2,w\n", RUN_FILE: "null"}, "not a run"),
+        (
+            {
+                "history-1.csv": HEADER + "get,2,x,200,,1,2,w\n",
+                RUN_FILE: '{"t_seeded_ns": 1, "t_stop_ns": "2"}',
+            },
+            "whole nanoseconds",
+        ),
     ],
 )
 def test_a_run_that_cannot_be_read_is_one_line_and_status_2(tmp_path, capsys, files, message):

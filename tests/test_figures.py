@@ -27,6 +27,7 @@ FIGURE_NAMES = [
     "staleness_max_ms",
     "phantoms",
     "future_reads",
+    "earlier_run_reads",
     "final_reads",
     "lost_writes",
     *(
@@ -84,6 +85,17 @@ def test_latency_percentiles_by_kind_of_operation():
     assert result["get_miss_p50_ms"] == pytest.approx(2)  # 1 and 3 ms; BYPASS is neither
     assert result["put_p50_ms"] == pytest.approx(4)  # 2, 4 and the 503's 10 ms
     assert result["put_max_ms"] == pytest.approx(10)
+
+
+def test_a_server_that_sends_no_x_cache_has_an_unknown_hit_rate_not_zero():
+    h = history(put(2, "A", 0, MS), get(2, "A", 2 * MS, 3 * MS, cache=""))
+    assert figures(h)["hit_rate"] is None
+
+
+def test_reads_of_names_an_earlier_run_wrote_are_counted_not_phantoms():
+    earlier = "otherhost-4242-abcdef-u3#17"
+    result = figures(history(get(2, earlier, 0, MS), put(2, "A", 2 * MS, 3 * MS)))
+    assert (result["earlier_run_reads"], result["phantoms"]) == (1, 0)
 
 
 def test_a_figure_without_anything_to_compute_it_from_is_none():

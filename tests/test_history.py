@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 from histories import get, history, put
 
-from reports.history import HistoryError, read_final_reads, read_history, to_history
-from reports.history_format import COLUMNS, FINAL_READS_FILE
+from reports.history import HistoryError, read_final_reads, read_history, run_window, to_history
+from reports.history_format import COLUMNS, FINAL_READS_FILE, RUN_FILE
 
 HEADER = ",".join(COLUMNS) + "\n"
 
@@ -74,3 +74,20 @@ def test_a_missing_or_empty_directory_is_a_history_error(tmp_path):
         read_history(tmp_path / "missing")
     with pytest.raises(HistoryError, match="no history"):
         read_history(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("record", "says"),
+    [
+        ("null", "is not a run record"),
+        ("[1, 2]", "is not a run record"),
+        ('{"t_seeded_ns": 1, "t_stop_ns": "9"}', "must be whole nanoseconds"),
+        ('{"t_seeded_ns": true, "t_stop_ns": 9}', "must be whole nanoseconds"),
+        ('{"t_seeded_ns": 1}', "stopped before it measured anything"),
+        ("{not json", "cannot read"),
+    ],
+)
+def test_a_malformed_run_record_is_a_history_error(tmp_path, record, says):
+    (tmp_path / RUN_FILE).write_text(record)
+    with pytest.raises(HistoryError, match=says):
+        run_window(tmp_path)

@@ -3,13 +3,14 @@ and write names that no other write in a run carries."""
 
 import csv
 import os
+import re
 
 import pytest
 
 from locust_cachebench import history as history_writer
 from locust_cachebench.history import HistoryWriter, NoHistory, Writer, process_id
 from reports.history import history_files, read_history
-from reports.history_format import COLUMNS, FILE_PATTERN
+from reports.history_format import COLUMNS, FILE_PATTERN, NAME_PATTERN
 
 
 def record_ops(history, writer, count, key=1):
@@ -80,6 +81,15 @@ def test_every_write_name_is_unique_and_names_its_writer():
     assert len(set(names)) == len(names)
     assert all(name.rpartition("#")[0] in {w.worker for w in writers} for name in names)
     assert writers[0].next_name() == "p1-u1#51"
+
+
+def test_names_are_of_the_form_the_checker_recognises_from_other_runs():
+    process = process_id()
+    for writer in (Writer(f"{process}-u12"), Writer(f"{process}-seed")):
+        name = writer.next_name()
+        match = re.fullmatch(NAME_PATTERN, name)
+        assert match is not None, name
+        assert match["writer"] == writer.worker
 
 
 def test_names_fit_the_api(monkeypatch):
