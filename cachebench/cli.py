@@ -21,6 +21,7 @@ from cachebench.matrix import (
     Options,
     OptionsError,
     Run,
+    prepare_out,
     run_matrix,
     save,
     unstable_cells,
@@ -191,13 +192,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     try:
         options = validate(options_from(args))
+        prepare_out(options.out)
     except OptionsError as exc:
         print(f"cachebench run: {exc}", file=sys.stderr)
-        return 2
-    try:
-        options.out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        print(f"cachebench run: --out {options.out}: {exc.strerror}", file=sys.stderr)
         return 2
     os.environ[RUN_MARKER] = str(options.out.resolve())
     # A `kill` or a CI timeout stops the matrix as Ctrl-C does: processes stopped, runs kept.

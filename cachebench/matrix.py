@@ -56,6 +56,13 @@ SEEDING_S = 0.5
 MIN_OPS = 100
 
 
+# The longest run the runner asks Locust for: far past any soak run, and a number Locust's
+# timers can hold (1e308 s overflowed them).
+MAX_RUN_S = 7 * 24 * 3600
+# What a finished or interrupted run leaves in its --out; another run must not mix with it.
+RUN_OUTPUTS = ("metadata.json", "summary.csv", "histories")
+
+
 class OptionsError(ValueError):
     """Options the runner refuses; the message says what to change."""
 
@@ -115,6 +122,10 @@ def validate(options: Options) -> Options:
             raise OptionsError(f"--{name} must be at least 1")
     if not (options.duration_s > 0 and options.warmup_s >= 0):
         raise OptionsError("--duration must be positive and --warmup not negative")
+    if options.duration_s + options.warmup_s > MAX_RUN_S:
+        raise OptionsError(
+            f"--duration plus --warmup must be at most {MAX_RUN_S:,} s (a week) per run"
+        )
     for field_name, flag, setting in SERVICE_OPTIONS:
         try:
             BY_NAME[setting].parse(getattr(options, field_name))
@@ -129,6 +140,21 @@ def validate(options: Options) -> Options:
         check_target(options.host, options.allow_remote)
     check_tools(serving=options.host is None)
     return options
+
+
+def prepare_out(out: Path) -> None:
+    """Make the output directory, or say in one line why it cannot be used: it holds another
+    run (whose histories this one would mix with its own) or it cannot be written."""
+    held = [name for name in RUN_OUTPUTS if (out / name).exists()]
+    if held:
+        raise OptionsError(f"--out {out} holds a run already ({held[0]}): give a new directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".cachebench-probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise OptionsError(f"--out {out}: {exc.strerror or exc}") from None
 
 
 def check_tools(serving: bool) -> None:

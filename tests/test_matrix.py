@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cachebench.matrix import Options, OptionsError, check_target, plan, validate
+from cachebench.matrix import Options, OptionsError, check_target, plan, prepare_out, validate
 
 CACHEBENCH = Path(sys.executable).with_name("cachebench")
 CACHES = ("none", "simple", "filesystem", "redis")
@@ -41,11 +41,27 @@ def test_a_remote_target_is_refused_unless_allowed(url):
         ({"scenarios": ("nope",)}, "unknown scenario 'nope'"),
         ({"repeats": 0}, "--repeats must be at least 1"),
         ({"host": "ftp://127.0.0.1"}, "is not an http(s) URL"),
+        ({"duration_s": 1e308}, "must be at most 604,800 s"),
     ],
 )
 def test_bad_options_say_what_to_change(changes, says):
     with pytest.raises(OptionsError, match=re.escape(says)):
         validate(Options(**changes))
+
+
+@pytest.mark.parametrize("output", ["metadata.json", "summary.csv", "histories"])
+def test_an_out_directory_that_holds_a_run_is_refused(tmp_path, output):
+    (tmp_path / output).mkdir()
+    with pytest.raises(OptionsError, match=rf"holds a run already \({output}\)"):
+        prepare_out(tmp_path)
+
+
+def test_an_out_directory_that_cannot_be_written_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OptionsError, match=r"^--out .*: Not a directory$"):
+        prepare_out(tmp_path / "file" / "run")
+    prepare_out(tmp_path / "new" / "run")  # made, and empty
+    assert list((tmp_path / "new" / "run").iterdir()) == []
 
 
 def test_a_missing_tool_is_one_line_saying_what_to_install(monkeypatch, tmp_path):
