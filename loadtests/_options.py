@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 DEFAULT_KEYS = 100
 DEFAULT_KEY_DIST = "zipf"
 DEFAULT_ZIPF_S = 1.0
+# Where Locust's web UI and master listen unless told otherwise (Locust's own default is every
+# interface, and its web UI, which has no login, lets anyone load any host).
+LOOPBACK = "127.0.0.1"
 
 
 def keys_count(value: Any) -> int:
@@ -65,6 +68,8 @@ def key_distribution(value: Any) -> str:
 
 def add_options(parser: "LocustArgumentParser") -> None:
     """Add the options to Locust's parser (an `init_command_line_parser` listener)."""
+    # Defaults, so that an option, a LOCUST_* variable or a config file still binds wider.
+    parser.set_defaults(web_host=LOOPBACK, master_bind_host=LOOPBACK)
     parser.add_argument(
         "--keys",
         type=keys_count,

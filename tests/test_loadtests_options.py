@@ -1,6 +1,7 @@
 """The load tests' options: what each accepts, and the settings a test starts with."""
 
 import argparse
+import os
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,46 @@ def test_a_bad_value_from_the_web_ui_form_names_the_option():
     assert Settings.from_options(argparse.Namespace(history_dir="", max_failure_rate="")) == (
         Settings()
     )
+
+
+@pytest.fixture
+def parse_locust_options(tmp_path, monkeypatch):
+    """Parse a command line with Locust's own parser and the load tests' options, as `locust`
+    does when started from an empty directory: no config file, no LOCUST_* variable."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.locust.conf either
+    for name in [name for name in os.environ if name.startswith("LOCUST_")]:
+        monkeypatch.delenv(name)
+    # Importing Locust monkey-patches the standard library, the rest of the session included.
+    monkeypatch.setenv("LOCUST_SKIP_MONKEY_PATCH", "1")
+    from locust.argument_parser import get_parser
+
+    import loadtests._run  # noqa: F401  (registers the listener that adds the options)
+
+    def parse(*args, **env):
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        return get_parser().parse_args(["-f", "loadtests/", *args])
+
+    return parse
+
+
+def test_locust_listens_on_loopback_wherever_it_is_started(parse_locust_options):
+    options = parse_locust_options()
+    assert (options.web_host, options.master_bind_host) == ("127.0.0.1", "127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "config"),
+    [
+        (["--web-host", "0.0.0.0", "--master-bind-host", "0.0.0.0"], {}, None),
+        ([], {"LOCUST_WEB_HOST": "0.0.0.0", "LOCUST_MASTER_BIND_HOST": "0.0.0.0"}, None),
+        ([], {}, "web-host = 0.0.0.0\nmaster-bind-host = 0.0.0.0\n"),
+    ],
+    ids=["options", "environment", "locust.conf"],
+)
+def test_a_wider_bind_asked_for_is_kept(parse_locust_options, tmp_path, args, env, config):
+    if config is not None:
+        (tmp_path / "locust.conf").write_text(config)
+    options = parse_locust_options(*args, **env)
+    assert (options.web_host, options.master_bind_host) == ("0.0.0.0", "0.0.0.0")
