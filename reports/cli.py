@@ -194,6 +194,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OptionsError as exc:
         print(f"cachebench run: {exc}", file=sys.stderr)
         return 2
+    # What a run writes is its user's, as the service's files are: --out and the directories
+    # made in it 0700, every file 0600, those of gunicorn and Locust too (they inherit it).
+    os.umask(0o077)
     try:
         options.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

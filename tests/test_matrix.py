@@ -157,6 +157,28 @@ def test_a_server_of_ones_own_is_measured_as_external(tmp_path, serve):
     assert f"Against `{url}`, served as it is" in (out / "report.md").read_text()
 
 
+def test_a_host_s_credentials_are_kept_out_of_a_private_run(tmp_path, serve):
+    url = serve(VIDEOS_WORK_MS=5)
+    out = tmp_path / "run"
+    result = cachebench(
+        "run", "--host", url.replace("://", "://user:secret@"), "--scenarios", "read_heavy",
+        "--repeats", "1", "--warmup", "0", "--duration", "0.5", "--keys", "10", "--out", out,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    files = [path for path in out.rglob("*") if path.is_file()]
+    assert [path for path in files if b"secret" in path.read_bytes()] == []
+    redacted = url.replace("://", "://***@")
+    assert json.loads((out / "metadata.json").read_text())["options"]["host"] == redacted
+    run = json.loads((out / "histories" / "external-read_heavy-r1" / "locust-run.json").read_text())
+    assert run["host"] == redacted
+    exposed = {
+        str(path): oct(path.stat().st_mode & 0o777)
+        for path in [out, *out.rglob("*")]
+        if path.stat().st_mode & 0o077
+    }
+    assert exposed == {}, "readable by others than the run's user"
+
+
 def processes_of(run_dir: Path) -> list[int]:
     """Processes whose environment names `run_dir` as their run (see reports.cli)."""
     marker = f"CACHEBENCH_RUN={run_dir.resolve()}".encode()
