@@ -2,11 +2,13 @@
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from loadtests._options import (
+    MAX_KEYS,
     Settings,
     SettingsError,
     key_distribution,
@@ -22,6 +24,7 @@ from loadtests._options import (
         (keys_count, "1", 1),
         (keys_count, " 250 ", 250),
         (keys_count, 7, 7),
+        (keys_count, str(MAX_KEYS), MAX_KEYS),
         (zipf_exponent, "0", 0.0),
         (zipf_exponent, "1.2", 1.2),
         (rate, "0", 0.0),
@@ -45,6 +48,7 @@ def test_good_values(check, value, expected):
         (keys_count, ""),
         (keys_count, True),
         (keys_count, 2.0),
+        (keys_count, str(MAX_KEYS + 1)),
         (zipf_exponent, "-0.1"),
         (zipf_exponent, "nan"),
         (zipf_exponent, "inf"),
@@ -102,6 +106,7 @@ def parse_locust_options(tmp_path, monkeypatch):
         monkeypatch.delenv(name)
     # Importing Locust monkey-patches the standard library, the rest of the session included.
     monkeypatch.setenv("LOCUST_SKIP_MONKEY_PATCH", "1")
+    monkeypatch.setattr(sys, "argv", ["locust"])  # the name its messages begin with
     from locust.argument_parser import get_parser
 
     import loadtests._run  # noqa: F401  (registers the listener that adds the options)
@@ -133,3 +138,14 @@ def test_a_wider_bind_asked_for_is_kept(parse_locust_options, tmp_path, args, en
         (tmp_path / "locust.conf").write_text(config)
     options = parse_locust_options(*args, **env)
     assert (options.web_host, options.master_bind_host) == ("0.0.0.0", "0.0.0.0")
+
+
+def test_locust_refuses_a_keyspace_over_the_limit_in_one_line(parse_locust_options, capsys):
+    assert parse_locust_options("--keys", str(MAX_KEYS)).keys == MAX_KEYS
+    with pytest.raises(SystemExit) as exit_:
+        parse_locust_options("--keys", str(MAX_KEYS + 1))
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (
+        f"locust: error: argument --keys: must be a whole number <= {MAX_KEYS}, "
+        f"not '{MAX_KEYS + 1}'\n"
+    )

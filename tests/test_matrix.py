@@ -41,6 +41,7 @@ def test_a_remote_target_is_refused_unless_allowed(url):
         ({"scenarios": ("tutorial",)}, "unknown scenario 'tutorial'"),
         ({"repeats": 0}, "--repeats must be at least 1"),
         ({"host": "ftp://127.0.0.1"}, "is not an http(s) URL"),
+        ({"keys": 1_000_001}, "--keys: must be a whole number <= 1000000, not 1000001"),
     ],
 )
 def test_bad_options_say_what_to_change(changes, says):
