@@ -190,6 +190,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # What a run writes is its user's, as the service's files are: --out and the directories
+    # made in it 0700, every file 0600, those of gunicorn and Locust too (they inherit it).
+    os.umask(0o077)
     try:
         options = validate(options_from(args))
         prepare_out(options.out)

@@ -41,6 +41,7 @@ from reports.history import (
     write_final_reads,
 )
 from reports.history_format import RUN_FILE
+from reports.redact import redact
 from reports.report import write_report
 from reports.stats import UNSTABLE_CV, estimate
 from service import create_app
@@ -172,7 +173,9 @@ def check_target(url: str, allow_remote: bool) -> None:
     host is an outage."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise OptionsError(f"--host {url!r} is not an http(s) URL like http://127.0.0.1:8000")
+        raise OptionsError(
+            f"--host {redact(url)!r} is not an http(s) URL like http://127.0.0.1:8000"
+        )
     if allow_remote:
         return
     try:
@@ -434,6 +437,7 @@ def unstable_cells(summary: pd.DataFrame) -> list[tuple[str, str, float]]:
 def options_record(options: Options) -> dict:
     record = asdict(options)
     record["out"] = str(options.out)
+    record["host"] = options.host and redact(options.host)
     return record
 
 

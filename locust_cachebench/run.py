@@ -38,6 +38,7 @@ from locust_cachebench.hits import WEB_UI_TAB, WEB_UI_TABLE, HitCounter, format_
 from locust_cachebench.keys import KeyChooser, key_chooser
 from locust_cachebench.options import Settings, SettingsError, add_options
 from reports.history_format import RUN_FILE
+from reports.redact import redact
 
 log = logging.getLogger("loadtests")
 
@@ -284,8 +285,10 @@ class LoadRun:
         finally:
             session.client.close()
         if failures:
-            raise SeedError(f"seeding {host} failed ({len(failures)} PUTs), first: {failures[0]}")
-        log.info(f"Seeded {self.settings.keys} videos at {host}")
+            raise SeedError(
+                f"seeding {redact(host)} failed ({len(failures)} PUTs), first: {failures[0]}"
+            )
+        log.info(f"Seeded {self.settings.keys} videos at {redact(host)}")
 
     def thresholds(self) -> list[tuple[str, float | None, Callable[[], float]]]:
         """Each threshold option, its limit (None: not set) and how to measure its value."""
@@ -333,8 +336,8 @@ class LoadRun:
         return {
             "locust_version": locust.__version__,
             "hostname": socket.gethostname(),
-            "command": sys.argv,
-            "host": self.environment.host,
+            "command": [redact(arg) for arg in sys.argv],
+            "host": self.environment.host and redact(self.environment.host),
             "user_classes": sorted(u.__name__ for u in self.environment.user_classes),
             "user_count": sum(counts.values()) or getattr(options, "num_users", None),
             "user_classes_count": counts,

@@ -10,6 +10,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+import psutil
 import pytest
 
 from cachebench.processes import free_port, stop
@@ -35,12 +36,12 @@ def locust(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
     with ExitStack() as stack:
 
-        def start(*args, **extra_env):
+        def start(*args, cwd=ROOT, **extra_env):
             output = tmp_path / f"locust-{len(list(tmp_path.glob('locust-*.log')))}.log"
             with output.open("w") as out:
                 process = subprocess.Popen(
                     [LOCUST, *args],
-                    cwd=ROOT,
+                    cwd=cwd,
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
@@ -318,3 +319,27 @@ def test_a_run_that_cannot_seed_measures_nothing(locust, tmp_path):
     assert run["t_seeded_ns"] is None
     assert run["requests"] == 0
     assert "Traceback" not in output
+
+
+def test_a_master_started_elsewhere_listens_on_loopback_only(locust, tmp_path):
+    # Away from the checkout no config file applies: only the plugin's defaults hold.
+    web_port, master_port = free_port(), free_port()
+    ports = {web_port, master_port}
+    process, output = locust(
+        *("-f", ROOT / "loadtests" / "read_heavy.py", "--master"),
+        *("--web-port", str(web_port), "--master-bind-port", str(master_port)),
+        cwd=tmp_path,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        assert process.poll() is None, output.read_text()
+        listening = {
+            (c.laddr.ip, c.laddr.port)
+            for c in psutil.Process(process.pid).net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN
+        }
+        if {port for _, port in listening} >= ports:
+            break
+        assert time.monotonic() < deadline, output.read_text()
+        time.sleep(0.1)
+    assert {ip for ip, _ in listening} == {"127.0.0.1"}, listening

@@ -2,14 +2,23 @@
 
 import math
 import random
+import tracemalloc
 from collections import Counter
 
 import pytest
 
-from locust_cachebench.keys import key_chooser, uniform_keys, zipf_keys, zipf_weights
+from locust_cachebench.keys import key_chooser, uniform_keys, zipf_keys
+from locust_cachebench.options import MAX_KEYS
 
 SAMPLES = 200_000
 N = 100
+
+
+def zipf_weights(n, s):
+    """The probability of each id 1 … n under Zipf's law with exponent `s` (rank k ∝ 1/k^s)."""
+    weights = [1 / k**s for k in range(1, n + 1)]
+    total = sum(weights)
+    return [w / total for w in weights]
 
 
 def frequencies(choose, samples=SAMPLES):
@@ -94,3 +103,31 @@ def test_weights_are_probabilities_decreasing_with_the_rank():
 def test_an_unknown_distribution_is_refused():
     with pytest.raises(ValueError, match="pareto"):
         key_chooser("pareto", N, 1.0, random.Random())
+
+
+@pytest.mark.parametrize("distribution", ["uniform", "zipf"])
+def test_the_largest_keyspace_costs_no_memory_per_id(distribution):
+    tracemalloc.start()
+    try:
+        choose = key_chooser(distribution, MAX_KEYS, 1.0, random.Random(6))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024, f"{peak} bytes to make the chooser"
+    ids = [choose() for _ in range(20_000)]
+    assert min(ids) >= 1
+    assert MAX_KEYS // 2 < max(ids) <= MAX_KEYS, "the far end of the keyspace is drawn too"
+
+
+def test_zipf_follows_zipfs_law_over_the_largest_keyspace():
+    choose = zipf_keys(MAX_KEYS, 1.0, random.Random(7))
+    samples = 50_000
+    counts = Counter(choose() for _ in range(samples))
+    harmonic = math.fsum(1 / k for k in range(1, MAX_KEYS + 1))
+    # Id 1, and the thousand hottest ids, as often as the law says (within 5 standard deviations).
+    for share, p in [
+        (counts[1] / samples, 1 / harmonic),
+        (sum(c for k, c in counts.items() if k <= 1000) / samples,
+         math.fsum(1 / k for k in range(1, 1001)) / harmonic),
+    ]:  # fmt: skip
+        assert share == pytest.approx(p, abs=5 * math.sqrt(p * (1 - p) / samples))

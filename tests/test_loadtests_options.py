@@ -1,11 +1,14 @@
 """The load tests' options: what each accepts, and the settings a test starts with."""
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from locust_cachebench.options import (
+    MAX_KEYS,
     Settings,
     SettingsError,
     key_distribution,
@@ -21,6 +24,7 @@ from locust_cachebench.options import (
         (keys_count, "1", 1),
         (keys_count, " 250 ", 250),
         (keys_count, 7, 7),
+        (keys_count, str(MAX_KEYS), MAX_KEYS),
         (zipf_exponent, "0", 0.0),
         (zipf_exponent, "1.2", 1.2),
         (rate, "0", 0.0),
@@ -44,6 +48,7 @@ def test_good_values(check, value, expected):
         (keys_count, ""),
         (keys_count, True),
         (keys_count, 2.0),
+        (keys_count, str(MAX_KEYS + 1)),
         (zipf_exponent, "-0.1"),
         (zipf_exponent, "nan"),
         (zipf_exponent, "inf"),
@@ -88,4 +93,59 @@ def test_a_bad_value_from_the_web_ui_form_names_the_option():
         Settings.from_options(options)
     assert Settings.from_options(argparse.Namespace(history_dir="", max_failure_rate="")) == (
         Settings()
+    )
+
+
+@pytest.fixture
+def parse_locust_options(tmp_path, monkeypatch):
+    """Parse a command line with Locust's own parser and the load tests' options, as `locust`
+    does when started from an empty directory: no config file, no LOCUST_* variable."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.locust.conf either
+    for name in [name for name in os.environ if name.startswith("LOCUST_")]:
+        monkeypatch.delenv(name)
+    # Importing Locust monkey-patches the standard library, the rest of the session included.
+    monkeypatch.setenv("LOCUST_SKIP_MONKEY_PATCH", "1")
+    monkeypatch.setattr(sys, "argv", ["locust"])  # the name its messages begin with
+    from locust.argument_parser import get_parser
+
+    import locust_cachebench.run  # noqa: F401  (registers the listener that adds the options)
+
+    def parse(*args, **env):
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        return get_parser().parse_args(["-f", "loadtests/", *args])
+
+    return parse
+
+
+def test_locust_listens_on_loopback_wherever_it_is_started(parse_locust_options):
+    options = parse_locust_options()
+    assert (options.web_host, options.master_bind_host) == ("127.0.0.1", "127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "config"),
+    [
+        (["--web-host", "0.0.0.0", "--master-bind-host", "0.0.0.0"], {}, None),
+        ([], {"LOCUST_WEB_HOST": "0.0.0.0", "LOCUST_MASTER_BIND_HOST": "0.0.0.0"}, None),
+        ([], {}, "web-host = 0.0.0.0\nmaster-bind-host = 0.0.0.0\n"),
+    ],
+    ids=["options", "environment", "locust.conf"],
+)
+def test_a_wider_bind_asked_for_is_kept(parse_locust_options, tmp_path, args, env, config):
+    if config is not None:
+        (tmp_path / "locust.conf").write_text(config)
+    options = parse_locust_options(*args, **env)
+    assert (options.web_host, options.master_bind_host) == ("0.0.0.0", "0.0.0.0")
+
+
+def test_locust_refuses_a_keyspace_over_the_limit_in_one_line(parse_locust_options, capsys):
+    assert parse_locust_options("--keys", str(MAX_KEYS)).keys == MAX_KEYS
+    with pytest.raises(SystemExit) as exit_:
+        parse_locust_options("--keys", str(MAX_KEYS + 1))
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (
+        f"locust: error: argument --keys: must be a whole number <= {MAX_KEYS}, "
+        f"not '{MAX_KEYS + 1}'\n"
     )

@@ -42,6 +42,7 @@ def test_a_remote_target_is_refused_unless_allowed(url):
         ({"repeats": 0}, "--repeats must be at least 1"),
         ({"host": "ftp://127.0.0.1"}, "is not an http(s) URL"),
         ({"duration_s": 1e308}, "must be at most 604,800 s"),
+        ({"keys": 1_000_001}, "--keys: must be a whole number <= 1000000, not 1000001"),
     ],
 )
 def test_bad_options_say_what_to_change(changes, says):
@@ -171,6 +172,28 @@ def test_a_server_of_ones_own_is_measured_as_external(tmp_path, serve):
     assert summary["miss_rps_bound"].isna().all()
     assert summary.loc[0, "hit_rate"] > 0.5
     assert f"Against `{url}`, served as it is" in (out / "report.md").read_text()
+
+
+def test_a_host_s_credentials_are_kept_out_of_a_private_run(tmp_path, serve):
+    url = serve(VIDEOS_WORK_MS=5)
+    out = tmp_path / "run"
+    result = cachebench(
+        "run", "--host", url.replace("://", "://user:secret@"), "--scenarios", "read_heavy",
+        "--repeats", "1", "--warmup", "0", "--duration", "0.5", "--keys", "10", "--out", out,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    files = [path for path in out.rglob("*") if path.is_file()]
+    assert [path for path in files if b"secret" in path.read_bytes()] == []
+    redacted = url.replace("://", "://***@")
+    assert json.loads((out / "metadata.json").read_text())["options"]["host"] == redacted
+    run = json.loads((out / "histories" / "external-read_heavy-r1" / "locust-run.json").read_text())
+    assert run["host"] == redacted
+    exposed = {
+        str(path): oct(path.stat().st_mode & 0o777)
+        for path in [out, *out.rglob("*")]
+        if path.stat().st_mode & 0o077
+    }
+    assert exposed == {}, "readable by others than the run's user"
 
 
 def processes_of(run_dir: Path) -> list[int]:
