@@ -91,7 +91,7 @@ def serve(tmp_path, request) -> Iterator[Callable[..., str]]:
     with ExitStack() as stack:
 
         def start(**settings: object) -> str:
-            config = service_settings(tmp_path, request, SERVICE_WORKERS=2, **settings)
+            config = service_settings(tmp_path, request, **{"SERVICE_WORKERS": 2, **settings})
             return stack.enter_context(gunicorn_service(config, tmp_path / "gunicorn.log"))
 
         yield start

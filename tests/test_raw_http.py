@@ -1,4 +1,4 @@
-"""Broken HTTP, sent over raw sockets to the service under the real gunicorn."""
+"""Broken or stalled HTTP, sent over raw sockets to the service under the real gunicorn."""
 
 import json
 import socket
@@ -59,3 +59,24 @@ def test_body_shorter_than_its_content_length_is_400_and_stores_nothing(serve):
     assert status == 400
     assert "Content-Length" in json.loads(answer)["message"]
     assert requests.get(f"{url}/videos/1", timeout=10).json() == SEED
+
+
+@pytest.mark.parametrize(
+    "stalled",
+    [
+        pytest.param(b"GET /videos/1 HTTP/1.1\r\nHost: 127.0.0.1\r\n", id="part-of-the-headers"),
+        pytest.param(
+            PUT_HEAD + b"Content-Length: %d\r\n\r\n" % len(BODY) + BODY[:10], id="part-of-the-body"
+        ),
+    ],
+)
+def test_a_silent_client_holds_the_only_worker_no_longer_than_the_timeout(serve, stalled):
+    url = serve(SERVICE_WORKERS=1, SERVICE_TIMEOUT=2)
+    address = urlsplit(url)
+    with socket.create_connection((address.hostname, address.port)) as silent:
+        silent.sendall(stalled)
+        # The one worker takes the silent connection first and the GET queues behind it,
+        # to be answered once the timeout has dropped the silent client (not within the
+        # client's 30 s when the timeout was a fixed 90 s).
+        response = requests.get(f"{url}/videos/1", timeout=30)
+    assert response.status_code == 200
