@@ -86,11 +86,12 @@ def make_app(tmp_path, request) -> Iterator[Callable[..., Flask]]:
 @pytest.fixture
 def serve(tmp_path, request) -> Iterator[Callable[..., str]]:
     """Start the service under gunicorn (2 sync workers) with the test's settings and the
-    overrides given; returns its URL. Stopped after the test."""
+    overrides given; returns its URL. Its output goes to `gunicorn.log` in the test's
+    tmp_path. Stopped after the test."""
     with ExitStack() as stack:
 
         def start(**settings: object) -> str:
-            config = service_settings(tmp_path, request, SERVICE_WORKERS=2, **settings)
+            config = service_settings(tmp_path, request, **{"SERVICE_WORKERS": 2, **settings})
             return stack.enter_context(gunicorn_service(config, tmp_path / "gunicorn.log"))
 
         yield start

@@ -7,10 +7,10 @@ instead of a traceback from every worker.
 import os
 import sys
 
-from service.settings import SettingError, defaults, parse_settings
+from service.settings import SettingError, defaults, parse_settings, worker_timeout
 
 try:
-    parse_settings(os.environ, "app")
+    _app_settings = defaults("app") | parse_settings(os.environ, "app")
     _settings = defaults("gunicorn") | parse_settings(os.environ, "gunicorn")
 except SettingError as exc:
     sys.exit(f"cachebench service: {exc}")
@@ -21,8 +21,11 @@ threads = _settings["SERVICE_THREADS"]
 worker_class = "gthread" if threads > 1 else "sync"
 accesslog = "-" if _settings["SERVICE_ACCESS_LOG"] else None
 errorlog = "-"
-# The GET view sleeps VIDEOS_WORK_MS (up to 60 s) while holding a sync worker.
-timeout = 90
+# A sync worker reads a request from a blocking socket without a deadline, and beats only
+# between requests: a client that sends part of its request and goes quiet holds the worker
+# until the master, missing its heartbeat for `timeout` seconds, kills it and starts another.
+# So the timeout drops silent clients, and must outlast the longest legitimate request.
+timeout = _settings["SERVICE_TIMEOUT"] or worker_timeout(_app_settings)
 graceful_timeout = 5
 # Gunicorn 25.1+ opens one control socket per user by default; deployments side by side
 # (the tests, the matrix runner) would fight over it, and nothing here uses it.

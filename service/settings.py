@@ -4,6 +4,7 @@ One table serves the app factory, the gunicorn config and the README, so a setti
 cannot be read in one place and forgotten in another.
 """
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,11 @@ CACHE_BACKENDS = ("none", "simple", "filesystem", "redis")
 CACHE_STRATEGIES = ("cached", "memoize", "memoize-fixed")
 STORES = ("sqlite", "memory")
 WORK_PHASES = ("before-read", "after-read")
+# What a request spends besides its work and its wait for SQLite's lock: the framework, the
+# store, the cache round trip, a busy machine. The slowest request of the example matrix
+# (reports/example: 2 cores shared with Locust, 50 ms of work) took 214 ms, queueing
+# included: 3 s is ample, and still lets a silent client hold a worker only seconds.
+TIMEOUT_MARGIN_S = 3
 
 
 class SettingError(ValueError):
@@ -168,6 +174,17 @@ SETTINGS: tuple[Setting, ...] = (
         "gunicorn",
     ),
     Setting(
+        "SERVICE_TIMEOUT",
+        None,
+        optional(integer(1)),
+        "Seconds a sync worker may spend on one request before gunicorn kills it and starts "
+        "another; this is what drops a client that goes silent in the middle of its request. "
+        "Unset: the longest request, `VIDEOS_WORK_MS` + `VIDEOS_BUSY_TIMEOUT_MS` in whole "
+        f"seconds, plus {TIMEOUT_MARGIN_S}. A `gthread` worker is never killed for a slow "
+        "request, so there it drops no client.",
+        "gunicorn",
+    ),
+    Setting(
         "SERVICE_ACCESS_LOG",
         False,
         boolean,
@@ -198,3 +215,10 @@ def parse_settings(values: Mapping[str, Any], applies_to: str = "app") -> dict[s
 
 def defaults(applies_to: str = "app") -> dict[str, Any]:
     return {s.name: s.default for s in SETTINGS if s.applies_to == applies_to}
+
+
+def worker_timeout(app_settings: Mapping[str, Any]) -> int:
+    """SERVICE_TIMEOUT when unset: whole seconds above the longest legitimate request, a GET's
+    work plus its read, or a PUT waiting for SQLite's lock until it answers 503."""
+    longest_ms = app_settings["VIDEOS_WORK_MS"] + app_settings["VIDEOS_BUSY_TIMEOUT_MS"]
+    return math.ceil(longest_ms / 1000) + TIMEOUT_MARGIN_S

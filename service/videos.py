@@ -1,6 +1,7 @@
 """The tutorial's Video resource: GET (cached), PUT and DELETE on /videos/<id>, and /health."""
 
 import time
+from typing import NoReturn
 
 from flask import Flask, current_app, request
 from flask.typing import ResponseReturnValue
@@ -36,7 +37,8 @@ def read_video(video_id: int) -> tuple[dict, int]:
 
 
 def read_body() -> bytes:
-    """The request body, or 413 if it is longer than MAX_BODY_BYTES.
+    """The whole request body: 413 if it is longer than MAX_BODY_BYTES, InvalidInput if it
+    cannot be read whole.
 
     Flask's MAX_CONTENT_LENGTH is set one byte higher: for a chunked body Werkzeug stops
     reading at the limit without an error, so only a body past it proves it too long.
@@ -45,9 +47,30 @@ def read_body() -> bytes:
         body = request.get_data(cache=False)
     except RequestEntityTooLarge:
         body = None
+    except Exception as exc:
+        # The server parses the body while the view reads it and reports a malformed one as
+        # it pleases: gunicorn raises its own errors (a chunk size that is not hex, a chunk
+        # not followed by CRLF), Werkzeug its ClientDisconnected. Any of them is the client's
+        # fault, and catching them all keeps the service free of one server's exceptions.
+        unreadable_body(f"the body could not be read: {exc}")
     if body is None or len(body) > MAX_BODY_BYTES:
         abort(413, message=f"the body is larger than {MAX_BODY_BYTES} bytes")
+    # Werkzeug trusts a server that terminates the input (gunicorn does) to deliver the
+    # whole body: a client that stops early leaves a short body, and no error.
+    announced = request.content_length
+    if announced is not None and len(body) < announced:
+        unreadable_body(
+            f"the body ended after {len(body)} of the {announced} bytes its Content-Length "
+            "announced"
+        )
     return body
+
+
+def unreadable_body(message: str) -> NoReturn:
+    """Refuse a body that did not arrive whole: a 400, and one log line, not a traceback,
+    since any client can send as many as it likes."""
+    current_app.logger.warning("refused a request body: %s", message)
+    raise InvalidInput(message)
 
 
 class VideoResource(Resource):

@@ -68,21 +68,39 @@ def test_chunked_oversized_body_is_413(serve):
     assert requests.get(f"{base.geturl()}/videos/1", timeout=10).json() == SEED
 
 
-def test_bad_setting_stops_gunicorn_with_one_line(tmp_path):
-    env = service_environment({"CACHE_BACKEND": "memcached", "SERVICE_BIND": "127.0.0.1:0"})
-    result = subprocess.run(
-        [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "service:create_app()"],
-        env=env,
+def gunicorn(settings, *options):
+    """Run gunicorn with the service's config, `settings` and `options`, to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), *options],
+        env=service_environment({"SERVICE_BIND": "127.0.0.1:0", **settings}),
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_bad_setting_stops_gunicorn_with_one_line():
+    result = gunicorn({"CACHE_BACKEND": "memcached"}, "service:create_app()")
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
         "cachebench service: CACHE_BACKEND='memcached': must be one of none, simple, "
         "filesystem, redis"
     ]
+
+
+def worker_timeout(settings):
+    result = gunicorn(settings, "--print-config", "service:create_app()")
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if line.split()[:2] == ["timeout", "="]]
+    return int(line.split("=")[1])
+
+
+def test_worker_timeout_outlasts_the_longest_request_unless_set():
+    """The timeout kills a worker that is silent (see test_raw_http.py), so it must not kill
+    one that does its work or waits for SQLite's lock."""
+    assert worker_timeout({"VIDEOS_WORK_MS": 20_000, "VIDEOS_BUSY_TIMEOUT_MS": 7_000}) > 27
+    assert worker_timeout({"VIDEOS_WORK_MS": 20_000, "SERVICE_TIMEOUT": 4}) == 4
 
 
 def test_settings_in_the_callers_environment_do_not_leak(monkeypatch):
