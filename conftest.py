@@ -95,3 +95,13 @@ def serve(tmp_path, request) -> Iterator[Callable[..., str]]:
             return stack.enter_context(gunicorn_service(config, tmp_path / "gunicorn.log"))
 
         yield start
+
+
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory, request) -> Iterator[tuple[str, Path]]:
+    """The service under gunicorn (2 sync workers) with the default test settings, shared by
+    the tests of a module, for many short cases on one start: its URL and its log."""
+    directory = tmp_path_factory.mktemp("served")
+    log = directory / "gunicorn.log"
+    with gunicorn_service(service_settings(directory, request, SERVICE_WORKERS=2), log) as url:
+        yield url, log

@@ -10,6 +10,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import BaseConverter
 
 from service.cache import cache, invalidation_failed, mark_view_ran
+from service.openapi import OpenApiDocument
 from service.store import StoreError, get_store
 from service.validation import MAX_BODY_BYTES, InvalidInput, check_video_id, parse_video
 
@@ -186,3 +187,4 @@ def init_app(app: Flask) -> None:
     resource = video_resource(app.config["CACHE_STRATEGY"], app.config["CACHE_VIEW_TIMEOUT"])
     api.add_resource(resource, "/videos/<video_id:video_id>", endpoint="video")
     api.add_resource(Health, "/health")
+    api.add_resource(OpenApiDocument, "/openapi.json")
