@@ -1,18 +1,20 @@
 """The comparison report: figures per configuration and scenario, their bounds, charts and
 a verdict, written as report.md and a self-contained report.html.
 
-`cells` computes the numbers; `build_sections` words them; the renderers only lay them out.
+`cells` computes the numbers; `build_sections` words them; the renderers only lay them out
+(report.html from the Jinja2 template in templates/).
 """
 
 import base64
-import html
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from jinja2 import Environment, PackageLoader
+from markdown_it import MarkdownIt
+from markupsafe import Markup
 from matplotlib.figure import Figure
 
 from reports.bounds import bound_flags
@@ -326,35 +328,28 @@ def render_markdown(title: str, sections: list[Section], relative_to: Path) -> s
     return "\n\n".join(parts) + "\n"
 
 
-def _inline_markdown(text: str) -> str:
-    """Escape, then turn the report's own **bold** and `code` into HTML."""
-    text = html.escape(text)
-    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+# The report's own inline Markdown (**bold**, `code`) as HTML. Raw HTML in a message is
+# escaped, and links and images stay text, so that the page loads nothing from elsewhere.
+_INLINE = MarkdownIt("commonmark", {"html": False}).disable(["link", "image", "autolink"])
+
+
+def _inline(text: str) -> Markup:
+    return Markup(_INLINE.renderInline(text))
+
+
+def _data_uri(path: Path) -> str:
+    """A chart embedded in the page: one file to send."""
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+_PAGES = Environment(
+    loader=PackageLoader("reports"), autoescape=True, trim_blocks=True, lstrip_blocks=True
+)
+_PAGES.filters.update(inline=_inline, data_uri=_data_uri)
 
 
 def render_html(title: str, sections: list[Section]) -> str:
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title><style>",
-        "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}",
-        "table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ccc;"
-        "padding:.3em .5em;text-align:right}td:first-child,th:first-child{text-align:left}",
-        "pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:.8em}img{max-width:100%}",
-        f"</style></head><body><h1>{html.escape(title)}</h1>",
-    ]
-    for section in sections:
-        parts.append(f"<h2>{_inline_markdown(section.title)}</h2>")
-        parts.extend(f"<p>{_inline_markdown(p)}</p>" for p in section.paragraphs)
-        if section.table is not None:
-            parts.append(section.table.to_html(index=False, border=0))
-        for path in section.images:
-            data = base64.b64encode(path.read_bytes()).decode()
-            parts.append(f"<p><img alt='{path.stem}' src='data:image/png;base64,{data}'></p>")
-        if section.code is not None:
-            parts.append(f"<pre>{html.escape(section.code)}</pre>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return _PAGES.get_template("report.html").render(title=title, sections=sections)
 
 
 def write_report(

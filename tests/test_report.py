@@ -129,3 +129,14 @@ def test_report_of_no_quotable_run_says_so(tmp_path, summary):
     text = markdown.read_text()
     assert "No run finished with figures that can be quoted." in text
     assert "failed: none-mixed-r1: it broke" in text
+
+
+def test_html_words_the_sections_as_markdown_does_and_escapes_messages(summary, tmp_path):
+    failure = "x: <script>alert(1)</script> **lost** [see](http://example.com/)"
+    _, page = write_report(tmp_path, summary, METADATA, {}, [failure])
+    html = page.read_text()
+    assert "<h2>Scenario <code>mixed</code></h2>" in html
+    assert "Fastest: <strong>redis</strong>" in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; <strong>lost</strong>" in html
+    assert "[see](http://example.com/)" in html  # a link stays text: nothing loads from afar
+    assert "<td>none</td><td>42 [40–44]</td>" in html
