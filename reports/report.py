@@ -1,8 +1,8 @@
 """The comparison report: figures per configuration and scenario, their bounds, charts and
 a verdict, written as report.md and a self-contained report.html.
 
-`cells` computes the numbers; `build_sections` words them; the renderers only lay them out
-(report.html from the Jinja2 template in templates/).
+reports.cells computes the numbers; `build_sections` words them; the renderers only lay them
+out (report.html from the Jinja2 template in templates/).
 """
 
 import base64
@@ -17,13 +17,12 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 from matplotlib.figure import Figure
 
-from reports.bounds import bound_flags
+from reports.cells import CACHE_ORDER, cells
 from reports.figures import PERCENTILES
-from reports.stats import UNSTABLE_CV, Estimate, change, estimate
+from reports.stats import UNSTABLE_CV, Estimate, change
 
-LATENCY_GROUPS = {"get_hit": "GET HIT", "get_miss": "GET MISS", "put": "PUT"}  # the tables
+LATENCY_LABELS = {"get_hit": "GET HIT", "get_miss": "GET MISS", "put": "PUT"}  # the tables
 CHARTED_LATENCY = "all"  # the chart: every operation
-CACHE_ORDER = ("none", "simple", "filesystem", "redis", "external")
 
 
 @dataclass
@@ -33,55 +32,6 @@ class Section:
     table: pd.DataFrame | None = None
     images: list[Path] = field(default_factory=list)
     code: str | None = None
-
-
-def cells(summary: pd.DataFrame) -> pd.DataFrame:
-    """One row per scenario × cache over its quotable repeats: the figures of the report."""
-    if summary.empty:
-        return pd.DataFrame()
-    quotable = summary[summary["invalid"] == ""]
-    rows = []
-    for (scenario, cache), runs in quotable.groupby(["scenario", "cache"], sort=False):
-        throughput = estimate(runs["throughput_rps"])
-        judged = runs["judged_reads"].sum()
-        row = {
-            "scenario": scenario,
-            "cache": cache,
-            "repeats": len(runs),
-            "throughput": throughput,
-            "throughput_runs": list(runs["throughput_rps"]),
-            "hit_rate": runs["hit_rate"].median(),
-            # Pooled over the repeats, like the count beside it.
-            "stale_rate": runs["stale_reads"].sum() / judged if judged else math.nan,
-            "stale_reads": int(runs["stale_reads"].sum()),
-            "staleness_median_ms": runs["staleness_median_ms"].median(),
-            "staleness_max_ms": runs["staleness_max_ms"].max(),
-            "errors": int(runs["errors"].sum()),
-            "phantoms": int(runs["phantoms"].sum()),
-            "lost_writes": runs["lost_writes"].sum(min_count=1),
-            "miss_rps": runs["miss_rps"].median(),
-            "miss_rps_bound": runs["miss_rps_bound"].iloc[0],
-            "get_miss_min_ms": runs["get_miss_min_ms"].min(),
-            "get_miss_min_ms_bound": runs["get_miss_min_ms_bound"].iloc[0],
-            # A mean, as throughput's is: the law bounds each run's throughput.
-            "throughput_law_rps": runs["throughput_law_rps"].mean(),
-        }
-        for group in (*LATENCY_GROUPS, CHARTED_LATENCY):
-            for p in PERCENTILES:
-                column = f"{group}_{p}_ms"
-                aggregate = runs[column].max() if p == "max" else runs[column].median()
-                row[column] = aggregate
-        row["bound_flags"] = "; ".join(
-            bound_flags({**row, "throughput_rps": throughput.mean}, cache)
-        )
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    if table.empty:
-        return table
-    order = {c: i for i, c in enumerate(CACHE_ORDER)}
-    return table.sort_values(
-        ["scenario", "cache"], key=lambda s: s.map(order) if s.name == "cache" else s
-    ).reset_index(drop=True)
 
 
 def verdict(scenario_cells: pd.DataFrame) -> str:
@@ -152,7 +102,7 @@ def comparison_table(scenario_cells: pd.DataFrame) -> pd.DataFrame:
                 if cell.stale_reads else "–"
             ),
         }  # fmt: skip
-        for group, label in LATENCY_GROUPS.items():
+        for group, label in LATENCY_LABELS.items():
             row[f"{label} p50/p95/p99/max ms"] = " / ".join(
                 _ms(getattr(cell, f"{group}_{p}_ms")) for p in PERCENTILES
             )
