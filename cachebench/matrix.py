@@ -9,7 +9,6 @@ import importlib.util
 import ipaddress
 import json
 import math
-import os
 import shutil
 import socket
 import subprocess
@@ -27,7 +26,13 @@ from urllib.parse import urlsplit
 import pandas as pd
 
 from cachebench.metadata import collect
-from cachebench.processes import RedisUnavailable, ServerError, gunicorn_service, stop
+from cachebench.processes import (
+    RedisUnavailable,
+    ServerError,
+    gunicorn_service,
+    run_environment,
+    stop,
+)
 from cachebench.processes import redis_url as redis_url_or_private
 from cachebench.scenarios import default_scenarios, scenarios
 from locust_cachebench.options import keys_count, zipf_exponent
@@ -283,23 +288,29 @@ def locust_command(run: Run, options: Options, url: str, run_dir: Path) -> list[
         # measure exactly --duration from the end of seeding and the warm-up (run_window).
         "--run-time", f"{math.ceil(options.warmup_s + options.duration_s + SEEDING_S)}s",
         "--host", url,
-        "--history-dir", str(run_dir),
+        "--history-dir", str(run_dir.resolve()),
         "--keys", str(options.keys),
         "--key-dist", options.key_dist,
         "--zipf-s", str(options.zipf_s),
-        "--csv", str(run_dir / "locust"),
+        "--csv", str(run_dir.resolve() / "locust"),
     ]  # fmt: skip
 
 
 def run_locust(run: Run, options: Options, url: str, run_dir: Path, progress: Progress) -> None:
-    """Run Locust to its end."""
-    # Locust reads LOCUST_* settings from the environment: only the options given count.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
-    with (run_dir / "locust.log").open("wb") as log:
+    """Run Locust to its end, isolated from the caller: only the options given count.
+
+    Locust reads settings from LOCUST_* variables (left out of run_environment), from
+    ~/.locust.conf, and from ./locust.conf and ./pyproject.toml's [tool.locust]: it runs in an
+    empty directory of its own that is also its HOME.
+    """
+    with (
+        tempfile.TemporaryDirectory(prefix="cachebench-locust-") as home,
+        (run_dir / "locust.log").open("wb") as log,
+    ):
         process = subprocess.Popen(
             locust_command(run, options, url, run_dir),
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            env=env, start_new_session=True,
+            cwd=home, env=run_environment({"HOME": home}), start_new_session=True,
         )  # fmt: skip
         started = time.monotonic()
         deadline = started + options.warmup_s + options.duration_s + SEEDING_S + 60

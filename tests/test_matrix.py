@@ -68,10 +68,10 @@ def test_repeats_are_outermost_so_drift_spreads_over_every_cell():
     assert runs[0].name == "none-mixed-r1"
 
 
-def cachebench(*args, env=None, timeout=240):
+def cachebench(*args, env=None, cwd=None, timeout=240):
     return subprocess.run(
         [str(CACHEBENCH), *map(str, args)], capture_output=True, text=True, timeout=timeout,
-        env=env, check=False,
+        env=env, cwd=cwd, check=False,
     )  # fmt: skip
 
 
@@ -139,6 +139,23 @@ def test_without_redis_the_matrix_runs_and_says_why(tmp_path):
     assert "not run: redis: redis-server not found: install redis-server" in result.stderr
     assert list(pd.read_csv(out / "summary.csv")["cache"]) == ["none"]
     assert "`redis` was not run: redis-server not found" in (out / "report.md").read_text()
+
+
+def test_locusts_own_settings_of_the_caller_do_not_change_a_run(tmp_path):
+    caller, home, out = tmp_path / "caller", tmp_path / "home", tmp_path / "run"
+    caller.mkdir()
+    home.mkdir()
+    # Each would leave the users without a task: the run would measure nothing.
+    (caller / "locust.conf").write_text("tags = no-such-tag\n")
+    (caller / "pyproject.toml").write_text('[tool.locust]\ntags = "no-such-tag"\n')
+    (home / ".locust.conf").write_text("tags = no-such-tag\n")
+    env = {**os.environ, "HOME": str(home), "LOCUST_TAGS": "no-such-tag"}
+    result = cachebench(
+        "run", "--quick", "--caches", "none", "--scenarios", "read_heavy",
+        "--out", "../run", env=env, cwd=caller,  # relative to the caller
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert pd.read_csv(out / "summary.csv").loc[0, "reads"] > 0  # the tasks ran
 
 
 def test_a_server_of_ones_own_is_measured_as_external(tmp_path, serve):
