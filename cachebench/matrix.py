@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from cachebench.metadata import collect
+from cachebench.metadata import collect, run_conditions
 from cachebench.processes import (
     RedisUnavailable,
     ServerError,
@@ -261,6 +261,7 @@ def run_one(run: Run, options: Options, redis_url: str | None, progress: Progres
     """One cell: a fresh service, Locust for warm-up + duration, final reads, the figures."""
     run_dir = options.out / "histories" / run.name
     run_dir.mkdir(parents=True, exist_ok=True)
+    conditions = run_conditions()  # before this run adds its own load
     workdir = Path(tempfile.mkdtemp(prefix="cachebench-run-"))
     try:
         settings = service_settings(options, run.cache, workdir, redis_url)
@@ -275,7 +276,7 @@ def run_one(run: Run, options: Options, redis_url: str | None, progress: Progres
             final_reads(settings, read_history(run_dir), run_dir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return summarize(run, options, run_dir)
+    return summarize(run, options, run_dir, conditions)
 
 
 def locust_command(run: Run, options: Options, url: str, run_dir: Path) -> list[str]:
@@ -357,7 +358,9 @@ def final_reads(settings: dict, history: pd.DataFrame, run_dir: Path) -> None:
     write_final_reads(run_dir, rows)
 
 
-def summarize(run: Run, options: Options, run_dir: Path) -> dict:
+def summarize(run: Run, options: Options, run_dir: Path, conditions: dict) -> dict:
+    """The summary row of one run: its figures, the machine's conditions as it started (see
+    run_conditions), the bounds and whether it may be quoted."""
     info = json.loads((run_dir / RUN_FILE).read_text())
     history = read_history(run_dir)
     window = run_window(run_dir, options.warmup_s, options.duration_s)
@@ -368,6 +371,7 @@ def summarize(run: Run, options: Options, run_dir: Path) -> dict:
         "cache": run.cache,
         "scenario": run.scenario,
         "repeat": run.repeat,
+        **conditions,
         "window_s": (window[1] - window[0]) / 1e9,
         "loadgen_cpu": max(cpu) / 100 if cpu else float("nan"),
         "loadgen_cpu_warning": bool(info.get("cpu_warning")),

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from cachebench.matrix import Options, OptionsError, check_target, plan, validate
+from cachebench.metadata import cpu_list
 
 CACHEBENCH = Path(sys.executable).with_name("cachebench")
 CACHES = ("none", "simple", "filesystem", "redis")
@@ -91,6 +92,9 @@ def test_quick_run_covers_the_matrix(quick_run):
     assert sorted(zip(summary["cache"], summary["scenario"], strict=True)) == sorted(
         (c, s) for c in CACHES for s in SCENARIOS
     )
+    # Each run's conditions, recorded as it started.
+    assert (summary["load_avg_1m"] >= 0).all()
+    assert (summary["affinity"].astype(str) == cpu_list(os.sched_getaffinity(0))).all()
     for run in summary.itertuples():
         directory = quick_run / "histories" / f"{run.cache}-{run.scenario}-r1"
         assert list(directory.glob("history-*.csv"))
