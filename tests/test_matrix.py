@@ -13,7 +13,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cachebench.matrix import Options, OptionsError, check_target, plan, validate
+from cachebench.matrix import (
+    MIN_OPS,
+    Options,
+    OptionsError,
+    check_target,
+    flag_unstable,
+    invalid_reason,
+    plan,
+    unstable_cells,
+    validate,
+)
 from cachebench.metadata import cpu_list
 
 CACHEBENCH = Path(sys.executable).with_name("cachebench")
@@ -67,6 +77,65 @@ def test_repeats_are_outermost_so_drift_spreads_over_every_cell():
     ]
     assert [r.index for r in runs] == [1, 2, 3, 4]
     assert runs[0].name == "none-mixed-r1"
+
+
+QUOTABLE = {"loadgen_cpu_warning": False, "loadgen_cpu": 0.5, "window_s": 4.0, "ops": 1000}
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({}, ""),
+        ({"loadgen_cpu_warning": True}, "load generator saturated (CPU 50% of a core)"),
+        ({"loadgen_cpu": 0.9}, "load generator saturated (CPU 90% of a core)"),
+        ({"loadgen_cpu": 0.89}, ""),
+        ({"loadgen_cpu": float("nan")}, ""),  # not measured: not judged
+        ({"window_s": 3.5}, "measured 3.5 s of the 4 s asked: seeding or the warm-up took "
+                            "the rest of the run"),
+        ({"window_s": 3.6}, ""),  # 90 % of the duration is enough
+        ({"ops": MIN_OPS - 1}, f"too few operations ({MIN_OPS - 1} < {MIN_OPS})"),
+        ({"ops": MIN_OPS}, ""),
+        ({"loadgen_cpu": 1.0, "window_s": 1.0, "ops": 0},
+         "load generator saturated (CPU 100% of a core)"),  # the first reason found
+        ({"window_s": 1.0, "ops": 0}, "measured 1.0 s of the 4 s asked: seeding or the "
+                                      "warm-up took the rest of the run"),
+    ],
+)  # fmt: skip
+def test_a_run_is_not_quoted_for_the_first_reason_it_has(changes, reason):
+    assert invalid_reason({**QUOTABLE, **changes}, Options(duration_s=4.0)) == reason
+
+
+@pytest.mark.parametrize(
+    ("throughputs", "cv", "unstable"),
+    [
+        ([100, 101, 99], 0.01, False),
+        ([90, 100, 110], 0.10, True),  # pyperf's rule: 10 % is unstable already
+        ([50, 100, 150], 0.50, True),
+        ([100, 100, 100, (10, "too few operations")], 0.0, False),  # unquoted runs left out
+        ([100], None, False),  # one repeat: no spread to judge
+        ([(100, "too few operations"), (10, "too few operations")], None, False),
+    ],
+)
+def test_a_cell_is_unstable_when_its_quotable_repeats_vary_10_percent(throughputs, cv, unstable):
+    runs = [t if isinstance(t, tuple) else (t, "") for t in throughputs]
+    summary = pd.DataFrame(
+        [{"cache": "redis", "scenario": "mixed", "throughput_rps": rps, "invalid": why}
+         for rps, why in runs]
+        + [{"cache": "none", "scenario": "mixed", "throughput_rps": 40.0, "invalid": ""}] * 2
+    )  # fmt: skip
+    flagged = flag_unstable(summary)
+    redis = flagged[flagged["cache"] == "redis"]["throughput_cv"]
+    if cv is None:
+        assert redis.isna().all()
+    else:
+        assert redis.to_numpy() == pytest.approx([cv] * len(runs), abs=1e-3)
+    expected = [("redis", "mixed", pytest.approx(cv))] if unstable else []
+    assert unstable_cells(flagged) == expected
+
+
+def test_an_empty_summary_has_no_unstable_cell():
+    assert flag_unstable(pd.DataFrame()).empty
+    assert unstable_cells(pd.DataFrame()) == []
 
 
 def cachebench(*args, env=None, cwd=None, timeout=240):
