@@ -146,7 +146,7 @@ def cachebench(*args, env=None, cwd=None, timeout=240):
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory, redis_url):
+def quick_run(tmp_path_factory, redis_server):
     """One `cachebench run --quick` for the module (about a minute): its output directory."""
     out = tmp_path_factory.mktemp("quick") / "run"
     result = cachebench("run", "--quick", "--keys", "20", "--out", out)
@@ -231,6 +231,7 @@ def test_locusts_own_settings_of_the_caller_do_not_change_a_run(tmp_path):
     assert pd.read_csv(out / "summary.csv").loc[0, "reads"] > 0  # the tasks ran
 
 
+@pytest.mark.redis
 def test_a_server_of_ones_own_is_measured_as_external(tmp_path, serve):
     url = serve(CACHE_BACKEND="redis", VIDEOS_WORK_MS=5)
     out = tmp_path / "run"
