@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from summaries import run_row
 
 from cachebench.matrix import (
     MIN_OPS,
@@ -21,10 +22,12 @@ from cachebench.matrix import (
     flag_unstable,
     invalid_reason,
     plan,
+    run_matrix,
     unstable_cells,
     validate,
 )
 from cachebench.metadata import cpu_list
+from cachebench.processes import ServerError
 
 CACHEBENCH = Path(sys.executable).with_name("cachebench")
 CACHES = ("none", "simple", "filesystem", "redis")
@@ -136,6 +139,96 @@ def test_a_cell_is_unstable_when_its_quotable_repeats_vary_10_percent(throughput
 def test_an_empty_summary_has_no_unstable_cell():
     assert flag_unstable(pd.DataFrame()).empty
     assert unstable_cells(pd.DataFrame()) == []
+
+
+class Told:
+    """A Progress that keeps what the matrix told it."""
+
+    def __init__(self):
+        self.finished_runs = []
+
+    def running(self, run, elapsed_s, rps):
+        pass
+
+    def finished(self, run, row, error):
+        self.finished_runs.append((run.name, error))
+
+
+def cells_that(**outcomes):
+    """A cell runner whose runs named in `outcomes` raise what is given; the others return a
+    summary row, as run_one does. It keeps the names of the runs it was asked for."""
+    asked = []
+
+    def run_cell(run, options, redis_url, progress):
+        asked.append(run.name)
+        if run.name in outcomes:
+            raise outcomes[run.name]
+        return run_row(run.cache, run.scenario, run.repeat, 100.0 + run.repeat)
+
+    run_cell.asked = asked
+    return run_cell
+
+
+def test_a_failed_cell_is_reported_and_the_others_go_on(tmp_path):
+    options = Options(caches=("none", "simple"), scenarios=("mixed",), repeats=2, out=tmp_path)
+    run_cell = cells_that(**{
+        "simple-mixed-r1": ServerError("gunicorn was not ready after 30 s"),
+        "none-mixed-r2": ValueError("a bug"),
+    })  # fmt: skip
+    told = Told()
+    result = run_matrix(options, told, run_cell)
+    assert run_cell.asked == [
+        "none-mixed-r1",
+        "simple-mixed-r1",
+        "none-mixed-r2",
+        "simple-mixed-r2",
+    ]
+    assert list(zip(result.summary["cache"], result.summary["repeat"], strict=True)) == [
+        ("none", 1), ("simple", 2),
+    ]  # fmt: skip
+    log = tmp_path / "histories" / "none-mixed-r2" / "error.log"
+    assert result.failures == [
+        "simple-mixed-r1: gunicorn was not ready after 30 s",
+        f"none-mixed-r2: ValueError: a bug (traceback in {log})",
+    ]
+    assert "raise outcomes[run.name]" in log.read_text()  # the traceback, for the bug
+    assert [error for _, error in told.finished_runs] == [
+        None, "gunicorn was not ready after 30 s", f"ValueError: a bug (traceback in {log})", None,
+    ]  # fmt: skip
+    assert not result.interrupted
+    assert "throughput_cv" in result.summary
+
+
+def test_an_interrupted_matrix_keeps_the_runs_that_finished_and_runs_no_more(tmp_path):
+    options = Options(caches=("none", "simple"), scenarios=("mixed",), repeats=2, out=tmp_path)
+    run_cell = cells_that(**{"simple-mixed-r1": KeyboardInterrupt()})
+    result = run_matrix(options, Told(), run_cell)
+    assert result.interrupted
+    assert run_cell.asked == ["none-mixed-r1", "simple-mixed-r1"]
+    assert list(result.summary["cache"]) == ["none"]
+    assert result.failures == []
+
+
+def test_without_redis_the_matrix_leaves_it_out_and_says_why(tmp_path, monkeypatch):
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no redis-server on it
+    options = Options(caches=("none", "redis"), scenarios=("mixed",), repeats=1, out=tmp_path)
+    run_cell = cells_that()
+    result = run_matrix(options, Told(), run_cell)
+    assert run_cell.asked == ["none-mixed-r1"]
+    assert result.skipped == {
+        "redis": "redis-server not found: install redis-server (Debian/Ubuntu: apt-get install "
+        "redis-server; macOS: brew install redis) or set REDIS_URL to a Redis server you may "
+        "write to"
+    }
+    assert list(result.summary["cache"]) == ["none"]
+
+
+def test_a_matrix_where_every_cell_failed_has_an_empty_summary(tmp_path):
+    options = Options(caches=("none",), scenarios=("mixed",), repeats=1, out=tmp_path)
+    result = run_matrix(options, Told(), cells_that(**{"none-mixed-r1": OSError("disk full")}))
+    assert result.summary.empty
+    assert result.failures == ["none-mixed-r1: disk full"]
 
 
 def cachebench(*args, env=None, cwd=None, timeout=240):
