@@ -34,16 +34,47 @@ def started(stack: ExitStack, server: AbstractContextManager[T]) -> T:
         raise  # not reached: no_redis skips or fails
 
 
+# The fixtures that start Redis, as collection sees them in a test's fixtures. A fixture asked
+# for by name while a test runs (make_app's for the redis backend) is not seen: redis_url
+# checks those.
+REDIS_FIXTURES = {"redis_server", "redis_url", "stoppable_redis"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `redis` every test that needs Redis, so that `-m "not redis"` runs without one:
+    those using a Redis fixture, and those run with the redis backend."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("backend") if callspec else None
+        if REDIS_FIXTURES & set(item.fixturenames) or backend == "redis":
+            item.add_marker(pytest.mark.redis)
+
+
+def marked_redis(request: pytest.FixtureRequest) -> None:
+    """Fail a test that gets Redis without the `redis` mark: `-m "not redis"` would run it."""
+    if request.node.get_closest_marker("redis") is None:
+        pytest.fail(f"{request.node.nodeid} uses Redis: mark it @pytest.mark.redis")
+
+
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def redis_server() -> Iterator[str]:
     """A real Redis for the session: REDIS_URL, or a private redis-server on a free port."""
     with ExitStack() as stack:
         yield started(stack, start_redis())
 
 
 @pytest.fixture
-def stoppable_redis():
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """The session's Redis, for a test marked `redis`: its URL."""
+    marked_redis(request)
+    return request.getfixturevalue("redis_server")
+
+
+@pytest.fixture
+def stoppable_redis(request: pytest.FixtureRequest):
     """A private redis-server this test may stop (never the shared REDIS_URL): (url, process)."""
+    marked_redis(request)
     with ExitStack() as stack:
         yield started(stack, private_redis())
 

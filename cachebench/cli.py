@@ -27,16 +27,13 @@ from cachebench.matrix import (
     unstable_cells,
     validate,
 )
+from cachebench.processes import RUN_MARKER
 from cachebench.scenarios import scenarios
 from reports.compare import CompareError, compare_runs, format_comparison
 from reports.figures import check, format_figures
 from reports.history import HistoryError
 from reports.history_format import FILE_PATTERN, FINAL_READS_FILE
 from service.settings import CACHE_BACKENDS, CACHE_STRATEGIES, WORK_PHASES
-
-# Set in the environment of everything `run` starts, so that a process left behind could be
-# found by it (the tests look for exactly that).
-RUN_MARKER = "CACHEBENCH_RUN"
 
 
 class OneLineParser(argparse.ArgumentParser):

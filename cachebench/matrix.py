@@ -18,6 +18,7 @@ import tempfile
 import time
 import traceback
 from argparse import ArgumentTypeError
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,8 +27,14 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from cachebench.metadata import collect
-from cachebench.processes import RedisUnavailable, ServerError, gunicorn_service, stop
+from cachebench.metadata import collect, run_conditions
+from cachebench.processes import (
+    RedisUnavailable,
+    ServerError,
+    gunicorn_service,
+    run_environment,
+    stop,
+)
 from cachebench.processes import redis_url as redis_url_or_private
 from cachebench.scenarios import default_scenarios, scenarios
 from locust_cachebench.options import keys_count, zipf_exponent
@@ -229,8 +236,16 @@ class MatrixResult:
     failures: list[str] = field(default_factory=list)
 
 
-def run_matrix(options: Options, progress: Progress) -> MatrixResult:
-    """Run every cell of the matrix into options.out; returns what finished."""
+# Runs one cell of the matrix: (run, options, Redis URL or None, progress) -> its summary row.
+CellRunner = Callable[[Run, Options, str | None, Progress], dict]
+
+
+def run_matrix(
+    options: Options, progress: Progress, run_cell: CellRunner | None = None
+) -> MatrixResult:
+    """Run every cell of the matrix into options.out with `run_cell` (by default run_one,
+    the real run; a test gives its own); returns what finished."""
+    run_cell = run_cell or run_one
     options.out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     result = MatrixResult(pd.DataFrame(), {})
@@ -247,7 +262,7 @@ def run_matrix(options: Options, progress: Progress) -> MatrixResult:
             for run in plan(options, caches):
                 # One run's failure, whatever it is, must not lose the runs that finished.
                 try:
-                    row = run_one(run, options, redis_url, progress)
+                    row = run_cell(run, options, redis_url, progress)
                 except Exception as exc:
                     error = failure(run, options, exc)
                     result.failures.append(f"{run.name}: {error}")
@@ -285,6 +300,7 @@ def run_one(run: Run, options: Options, redis_url: str | None, progress: Progres
     """One cell: a fresh service, Locust for warm-up + duration, final reads, the figures."""
     run_dir = options.out / "histories" / run.name
     run_dir.mkdir(parents=True, exist_ok=True)
+    conditions = run_conditions()  # before this run adds its own load
     workdir = Path(tempfile.mkdtemp(prefix="cachebench-run-"))
     try:
         settings = service_settings(options, run.cache, workdir, redis_url)
@@ -299,7 +315,7 @@ def run_one(run: Run, options: Options, redis_url: str | None, progress: Progres
             final_reads(settings, read_history(run_dir), run_dir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return summarize(run, options, run_dir)
+    return summarize(run, options, run_dir, conditions)
 
 
 def locust_command(run: Run, options: Options, url: str, run_dir: Path) -> list[str]:
@@ -312,23 +328,29 @@ def locust_command(run: Run, options: Options, url: str, run_dir: Path) -> list[
         # measure exactly --duration from the end of seeding and the warm-up (run_window).
         "--run-time", f"{math.ceil(options.warmup_s + options.duration_s + SEEDING_S)}s",
         "--host", url,
-        "--history-dir", str(run_dir),
+        "--history-dir", str(run_dir.resolve()),
         "--keys", str(options.keys),
         "--key-dist", options.key_dist,
         "--zipf-s", str(options.zipf_s),
-        "--csv", str(run_dir / "locust"),
+        "--csv", str(run_dir.resolve() / "locust"),
     ]  # fmt: skip
 
 
 def run_locust(run: Run, options: Options, url: str, run_dir: Path, progress: Progress) -> None:
-    """Run Locust to its end."""
-    # Locust reads LOCUST_* settings from the environment: only the options given count.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
-    with (run_dir / "locust.log").open("wb") as log:
+    """Run Locust to its end, isolated from the caller: only the options given count.
+
+    Locust reads settings from LOCUST_* variables (left out of run_environment), from
+    ~/.locust.conf, and from ./locust.conf and ./pyproject.toml's [tool.locust]: it runs in an
+    empty directory of its own that is also its HOME.
+    """
+    with (
+        tempfile.TemporaryDirectory(prefix="cachebench-locust-") as home,
+        (run_dir / "locust.log").open("wb") as log,
+    ):
         process = subprocess.Popen(
             locust_command(run, options, url, run_dir),
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            env=env, start_new_session=True,
+            cwd=home, env=run_environment({"HOME": home}), start_new_session=True,
         )  # fmt: skip
         started = time.monotonic()
         deadline = started + options.warmup_s + options.duration_s + SEEDING_S + 60
@@ -375,7 +397,9 @@ def final_reads(settings: dict, history: pd.DataFrame, run_dir: Path) -> None:
     write_final_reads(run_dir, rows)
 
 
-def summarize(run: Run, options: Options, run_dir: Path) -> dict:
+def summarize(run: Run, options: Options, run_dir: Path, conditions: dict) -> dict:
+    """The summary row of one run: its figures, the machine's conditions as it started (see
+    run_conditions), the bounds and whether it may be quoted."""
     info = json.loads((run_dir / RUN_FILE).read_text())
     history = read_history(run_dir)
     window = run_window(run_dir, options.warmup_s, options.duration_s)
@@ -386,6 +410,7 @@ def summarize(run: Run, options: Options, run_dir: Path) -> dict:
         "cache": run.cache,
         "scenario": run.scenario,
         "repeat": run.repeat,
+        **conditions,
         "window_s": (window[1] - window[0]) / 1e9,
         "loadgen_cpu": max(cpu) / 100 if cpu else float("nan"),
         "loadgen_cpu_warning": bool(info.get("cpu_warning")),

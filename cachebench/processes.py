@@ -16,9 +16,18 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import service
-from service.settings import SETTINGS
 
 GUNICORN_CONF = Path(service.__file__).with_name("gunicorn.conf.py")
+# Set in the environment of everything `cachebench run` starts, so that a process left behind
+# could be found by it (the tests look for exactly that).
+RUN_MARKER = "CACHEBENCH_RUN"
+# What the processes of a run inherit from the caller's environment, as pyperf passes its
+# workers an allow-list (pyperf/_utils.py, create_environ): enough to find programs and
+# libraries and to speak the locale. Anything else (a service setting, LOCUST_*,
+# GUNICORN_CMD_ARGS, PYTHONWARNINGS, a proxy) could change what is measured.
+INHERITED = ("PATH", "HOME", "TMPDIR", "LANG", "PYTHONPATH", "PYTHON_CPU_COUNT", "PYTHON_GIL",
+             RUN_MARKER)  # fmt: skip
+INHERITED_PREFIX = "LC_"
 REDIS_HINT = (
     "install redis-server (Debian/Ubuntu: apt-get install redis-server; macOS: brew install "
     "redis) or set REDIS_URL to a Redis server you may write to"
@@ -143,13 +152,9 @@ def redis_url() -> Iterator[str]:
         yield url
 
 
-def service_environment(settings: Mapping[str, object]) -> dict[str, str]:
-    """This process's environment without any service setting, plus `settings`.
-
-    A setting left in the caller's shell must not leak into a run that did not ask for it.
-    """
-    names = {setting.name for setting in SETTINGS}
-    env = {k: v for k, v in os.environ.items() if k not in names}
+def run_environment(settings: Mapping[str, object]) -> dict[str, str]:
+    """The allow-listed part of this process's environment (INHERITED), plus `settings`."""
+    env = {k: v for k, v in os.environ.items() if k in INHERITED or k.startswith(INHERITED_PREFIX)}
     env.update({k: str(v) for k, v in settings.items() if v is not None})
     return env
 
@@ -170,7 +175,7 @@ def gunicorn_service(settings: Mapping[str, object], log: Path) -> Iterator[str]
     """
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    env = service_environment({**settings, "SERVICE_BIND": f"127.0.0.1:{port}"})
+    env = run_environment({**settings, "SERVICE_BIND": f"127.0.0.1:{port}"})
     process = _start(
         [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "service:create_app()"],
         log,

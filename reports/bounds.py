@@ -73,9 +73,10 @@ def run_bounds(
 def bound_flags(figures: dict, cache: str) -> list[str]:
     """What in `figures` (a run's, or a cell's aggregate) breaks the bound it should meet.
 
-    A figure that could not be measured (None or NaN: no miss, no operation) breaks nothing.
+    A figure that could not be measured (None or NaN: no miss, no operation) breaks nothing,
+    and neither does an infinite bound (no work: Little's law sets no limit).
     """
-    value = {k: v for k, v in figures.items() if isinstance(v, int | float) and not math.isnan(v)}
+    value = {k: v for k, v in figures.items() if isinstance(v, int | float) and math.isfinite(v)}
     flags = []
     miss_rps, miss_bound = value.get("miss_rps"), value.get("miss_rps_bound")
     if miss_rps is not None and miss_bound is not None:

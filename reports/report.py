@@ -1,27 +1,28 @@
 """The comparison report: figures per configuration and scenario, their bounds, charts and
 a verdict, written as report.md and a self-contained report.html.
 
-`cells` computes the numbers; `build_sections` words them; the renderers only lay them out.
+reports.cells computes the numbers; `build_sections` words them; the renderers only lay them
+out (report.html from the Jinja2 template in templates/).
 """
 
 import base64
-import html
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from jinja2 import Environment, PackageLoader
+from markdown_it import MarkdownIt
+from markupsafe import Markup
 from matplotlib.figure import Figure
 
-from reports.bounds import bound_flags
+from reports.cells import CACHE_ORDER, cells
 from reports.figures import PERCENTILES
-from reports.stats import UNSTABLE_CV, Estimate, change, estimate
+from reports.stats import UNSTABLE_CV, Estimate, change
 
-LATENCY_GROUPS = {"get_hit": "GET HIT", "get_miss": "GET MISS", "put": "PUT"}  # the tables
+LATENCY_LABELS = {"get_hit": "GET HIT", "get_miss": "GET MISS", "put": "PUT"}  # the tables
 CHARTED_LATENCY = "all"  # the chart: every operation
-CACHE_ORDER = ("none", "simple", "filesystem", "redis", "external")
 
 
 @dataclass
@@ -31,55 +32,6 @@ class Section:
     table: pd.DataFrame | None = None
     images: list[Path] = field(default_factory=list)
     code: str | None = None
-
-
-def cells(summary: pd.DataFrame) -> pd.DataFrame:
-    """One row per scenario × cache over its quotable repeats: the figures of the report."""
-    if summary.empty:
-        return pd.DataFrame()
-    quotable = summary[summary["invalid"] == ""]
-    rows = []
-    for (scenario, cache), runs in quotable.groupby(["scenario", "cache"], sort=False):
-        throughput = estimate(runs["throughput_rps"])
-        judged = runs["judged_reads"].sum()
-        row = {
-            "scenario": scenario,
-            "cache": cache,
-            "repeats": len(runs),
-            "throughput": throughput,
-            "throughput_runs": list(runs["throughput_rps"]),
-            "hit_rate": runs["hit_rate"].median(),
-            # Pooled over the repeats, like the count beside it.
-            "stale_rate": runs["stale_reads"].sum() / judged if judged else math.nan,
-            "stale_reads": int(runs["stale_reads"].sum()),
-            "staleness_median_ms": runs["staleness_median_ms"].median(),
-            "staleness_max_ms": runs["staleness_max_ms"].max(),
-            "errors": int(runs["errors"].sum()),
-            "phantoms": int(runs["phantoms"].sum()),
-            "lost_writes": runs["lost_writes"].sum(min_count=1),
-            "miss_rps": runs["miss_rps"].median(),
-            "miss_rps_bound": runs["miss_rps_bound"].iloc[0],
-            "get_miss_min_ms": runs["get_miss_min_ms"].min(),
-            "get_miss_min_ms_bound": runs["get_miss_min_ms_bound"].iloc[0],
-            # A mean, as throughput's is: the law bounds each run's throughput.
-            "throughput_law_rps": runs["throughput_law_rps"].mean(),
-        }
-        for group in (*LATENCY_GROUPS, CHARTED_LATENCY):
-            for p in PERCENTILES:
-                column = f"{group}_{p}_ms"
-                aggregate = runs[column].max() if p == "max" else runs[column].median()
-                row[column] = aggregate
-        row["bound_flags"] = "; ".join(
-            bound_flags({**row, "throughput_rps": throughput.mean}, cache)
-        )
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    if table.empty:
-        return table
-    order = {c: i for i, c in enumerate(CACHE_ORDER)}
-    return table.sort_values(
-        ["scenario", "cache"], key=lambda s: s.map(order) if s.name == "cache" else s
-    ).reset_index(drop=True)
 
 
 def verdict(scenario_cells: pd.DataFrame) -> str:
@@ -150,7 +102,7 @@ def comparison_table(scenario_cells: pd.DataFrame) -> pd.DataFrame:
                 if cell.stale_reads else "–"
             ),
         }  # fmt: skip
-        for group, label in LATENCY_GROUPS.items():
+        for group, label in LATENCY_LABELS.items():
             row[f"{label} p50/p95/p99/max ms"] = " / ".join(
                 _ms(getattr(cell, f"{group}_{p}_ms")) for p in PERCENTILES
             )
@@ -326,35 +278,28 @@ def render_markdown(title: str, sections: list[Section], relative_to: Path) -> s
     return "\n\n".join(parts) + "\n"
 
 
-def _inline_markdown(text: str) -> str:
-    """Escape, then turn the report's own **bold** and `code` into HTML."""
-    text = html.escape(text)
-    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+# The report's own inline Markdown (**bold**, `code`) as HTML. Raw HTML in a message is
+# escaped, and links and images stay text, so that the page loads nothing from elsewhere.
+_INLINE = MarkdownIt("commonmark", {"html": False}).disable(["link", "image", "autolink"])
+
+
+def _inline(text: str) -> Markup:
+    return Markup(_INLINE.renderInline(text))
+
+
+def _data_uri(path: Path) -> str:
+    """A chart embedded in the page: one file to send."""
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+_PAGES = Environment(
+    loader=PackageLoader("reports"), autoescape=True, trim_blocks=True, lstrip_blocks=True
+)
+_PAGES.filters.update(inline=_inline, data_uri=_data_uri)
 
 
 def render_html(title: str, sections: list[Section]) -> str:
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title><style>",
-        "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}",
-        "table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ccc;"
-        "padding:.3em .5em;text-align:right}td:first-child,th:first-child{text-align:left}",
-        "pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:.8em}img{max-width:100%}",
-        f"</style></head><body><h1>{html.escape(title)}</h1>",
-    ]
-    for section in sections:
-        parts.append(f"<h2>{_inline_markdown(section.title)}</h2>")
-        parts.extend(f"<p>{_inline_markdown(p)}</p>" for p in section.paragraphs)
-        if section.table is not None:
-            parts.append(section.table.to_html(index=False, border=0))
-        for path in section.images:
-            data = base64.b64encode(path.read_bytes()).decode()
-            parts.append(f"<p><img alt='{path.stem}' src='data:image/png;base64,{data}'></p>")
-        if section.code is not None:
-            parts.append(f"<pre>{html.escape(section.code)}</pre>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return _PAGES.get_template("report.html").render(title=title, sections=sections)
 
 
 def write_report(

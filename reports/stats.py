@@ -4,6 +4,7 @@ Numbers only; the wording lives in report.py and compare.py.
 """
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,10 +44,12 @@ def estimate(values: "np.typing.ArrayLike") -> Estimate:
     mean = float(data.mean())
     if n == 1:
         return Estimate(mean, math.nan, math.nan, 1, math.nan)
-    sd = float(data.std(ddof=1))
-    half = float(scipy_stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
-    cv = sd / mean if mean else math.nan
-    return Estimate(mean, mean - half, mean + half, n, cv)
+    cv = float(scipy_stats.variation(data, ddof=1)) if mean else math.nan
+    if np.ptp(data) == 0:
+        # Identical repeats: scipy's interval of no spread is nan, the exact one is the mean.
+        return Estimate(mean, mean, mean, n, cv)
+    low, high = scipy_stats.t.interval(0.95, n - 1, loc=mean, scale=scipy_stats.sem(data))
+    return Estimate(mean, float(low), float(high), n, cv)
 
 
 @dataclass(frozen=True)
@@ -69,16 +72,18 @@ class Change:
 
 
 def change(a_values: "np.typing.ArrayLike", b_values: "np.typing.ArrayLike") -> Change:
+    """B against A over their finite values; no interval with fewer than 2 repeats a side."""
     a, b = _finite(a_values), _finite(b_values)
     ea, eb = estimate(a), estimate(b)
     diff = eb.mean - ea.mean
     if len(a) < 2 or len(b) < 2:
         return Change(ea, eb, diff, math.nan, math.nan)
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = math.sqrt(va + vb)
-    if se == 0:
+    if np.ptp(a) == 0 and np.ptp(b) == 0:
+        # No spread on either side: scipy's interval is nan, the difference is exact.
         return Change(ea, eb, diff, diff, diff)
-    # Welch–Satterthwaite degrees of freedom.
-    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = float(scipy_stats.t.ppf(0.975, dof)) * se
-    return Change(ea, eb, diff, diff - half, diff + half)
+    with warnings.catch_warnings():
+        # One side's identical repeats (a hit rate of 1.0 every time) have an exact variance
+        # of 0, which scipy's check for nearly identical data warns about all the same.
+        warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
+        interval = scipy_stats.ttest_ind(b, a, equal_var=False).confidence_interval(0.95)
+    return Change(ea, eb, diff, float(interval.low), float(interval.high))

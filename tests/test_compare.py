@@ -63,3 +63,17 @@ def test_cli_refuses_a_directory_without_summary_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "has no summary.csv" in err
+
+
+def test_repeats_without_spread_compare_by_their_exact_difference(tmp_path, capsys):
+    a = write_run(tmp_path / "a", [100, 100, 100])
+    b = write_run(tmp_path / "b", [150, 150, 150])
+    table = compare_runs(a, b).set_index("figure")
+    assert table.loc["throughput_rps", ["diff_low", "diff_high"]].tolist() == [50, 50]
+    assert table.loc["throughput_rps", "beyond_noise"]
+    # The same figure in both runs, repeat for repeat: no change at all.
+    assert table.loc["hit_rate", ["diff_low", "diff_high"]].tolist() == [0, 0]
+    assert not table.loc["hit_rate", "beyond_noise"]
+    assert main(["compare", str(a), str(b)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "throughput_rps" in x)
+    assert line.split()[-4:] == ["[+50,", "+50]", "beyond", "noise"]

@@ -1,7 +1,6 @@
 """The tutorial's checks against the real thing: gunicorn with 2 workers on one SQLite store."""
 
 import http.client
-import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -10,7 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from cachebench.processes import GUNICORN_CONF, service_environment
+from cachebench.processes import GUNICORN_CONF, RUN_MARKER, run_environment
 from service.validation import MAX_BODY_BYTES
 
 SEED = {"name": "HelloWorld", "views": 147, "likes": 3}
@@ -72,7 +71,7 @@ def gunicorn(settings, *options):
     """Run gunicorn with the service's config, `settings` and `options`, to its end."""
     return subprocess.run(
         [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), *options],
-        env=service_environment({"SERVICE_BIND": "127.0.0.1:0", **settings}),
+        env=run_environment({"SERVICE_BIND": "127.0.0.1:0", **settings}),
         capture_output=True,
         text=True,
         timeout=60,
@@ -103,9 +102,14 @@ def test_worker_timeout_outlasts_the_longest_request_unless_set():
     assert worker_timeout({"VIDEOS_WORK_MS": 20_000, "SERVICE_TIMEOUT": 4}) == 4
 
 
-def test_settings_in_the_callers_environment_do_not_leak(monkeypatch):
-    monkeypatch.setenv("CACHE_BACKEND", "redis")
-    env = service_environment({"VIDEOS_WORK_MS": 5})
-    assert "CACHE_BACKEND" not in env
+def test_a_run_inherits_only_the_allowed_part_of_the_callers_environment(monkeypatch):
+    inherited = {"PATH": "/bin", "LANG": "C.UTF-8", "LC_ALL": "C", RUN_MARKER: "/tmp/run"}
+    left_out = {"CACHE_BACKEND": "redis", "LOCUST_USERS": "1", "GUNICORN_CMD_ARGS": "-w 9",
+                "PYTHONWARNINGS": "error", "http_proxy": "http://proxy:3128"}  # fmt: skip
+    for name, value in {**inherited, **left_out}.items():
+        monkeypatch.setenv(name, value)
+    env = run_environment({"VIDEOS_WORK_MS": 5, "CACHE_REDIS_URL": None})
+    assert inherited.items() <= env.items()
+    assert not left_out.keys() & env.keys()
     assert env["VIDEOS_WORK_MS"] == "5"
-    assert env["PATH"] == os.environ["PATH"]
+    assert "CACHE_REDIS_URL" not in env

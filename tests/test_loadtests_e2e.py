@@ -132,6 +132,7 @@ def test_every_scenario_in_two_processes(serve, locust, tmp_path):
     assert (private.groupby("key")["worker"].nunique() == 1).all()
 
 
+@pytest.mark.redis
 def test_a_master_and_a_worker_record_every_operation(serve, locust, tmp_path):
     history = tmp_path / "history"
     port = str(free_port())

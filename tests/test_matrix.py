@@ -12,8 +12,24 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from summaries import run_row
 
-from cachebench.matrix import Options, OptionsError, check_target, plan, prepare_out, validate
+from cachebench.cli import build_parser, options_from
+from cachebench.matrix import (
+    MIN_OPS,
+    Options,
+    OptionsError,
+    check_target,
+    flag_unstable,
+    invalid_reason,
+    plan,
+    prepare_out,
+    run_matrix,
+    unstable_cells,
+    validate,
+)
+from cachebench.metadata import cpu_list
+from cachebench.processes import ServerError
 
 CACHEBENCH = Path(sys.executable).with_name("cachebench")
 CACHES = ("none", "simple", "filesystem", "redis")
@@ -85,29 +101,190 @@ def test_repeats_are_outermost_so_drift_spreads_over_every_cell():
     assert runs[0].name == "none-mixed-r1"
 
 
-def cachebench(*args, env=None, timeout=240):
+QUOTABLE = {"loadgen_cpu_warning": False, "loadgen_cpu": 0.5, "window_s": 4.0, "ops": 1000}
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({}, ""),
+        ({"loadgen_cpu_warning": True}, "load generator saturated (CPU 50% of a core)"),
+        ({"loadgen_cpu": 0.9}, "load generator saturated (CPU 90% of a core)"),
+        ({"loadgen_cpu": 0.89}, ""),
+        ({"loadgen_cpu": float("nan")}, ""),  # not measured: not judged
+        ({"window_s": 3.5}, "measured 3.5 s of the 4 s asked: seeding or the warm-up took "
+                            "the rest of the run"),
+        ({"window_s": 3.6}, ""),  # 90 % of the duration is enough
+        ({"ops": MIN_OPS - 1}, f"too few operations ({MIN_OPS - 1} < {MIN_OPS})"),
+        ({"ops": MIN_OPS}, ""),
+        ({"loadgen_cpu": 1.0, "window_s": 1.0, "ops": 0},
+         "load generator saturated (CPU 100% of a core)"),  # the first reason found
+        ({"window_s": 1.0, "ops": 0}, "measured 1.0 s of the 4 s asked: seeding or the "
+                                      "warm-up took the rest of the run"),
+    ],
+)  # fmt: skip
+def test_a_run_is_not_quoted_for_the_first_reason_it_has(changes, reason):
+    assert invalid_reason({**QUOTABLE, **changes}, Options(duration_s=4.0)) == reason
+
+
+@pytest.mark.parametrize(
+    ("throughputs", "cv", "unstable"),
+    [
+        ([100, 101, 99], 0.01, False),
+        ([90, 100, 110], 0.10, True),  # pyperf's rule: 10 % is unstable already
+        ([50, 100, 150], 0.50, True),
+        ([100, 100, 100, (10, "too few operations")], 0.0, False),  # unquoted runs left out
+        ([100], None, False),  # one repeat: no spread to judge
+        ([(100, "too few operations"), (10, "too few operations")], None, False),
+    ],
+)
+def test_a_cell_is_unstable_when_its_quotable_repeats_vary_10_percent(throughputs, cv, unstable):
+    runs = [t if isinstance(t, tuple) else (t, "") for t in throughputs]
+    summary = pd.DataFrame(
+        [{"cache": "redis", "scenario": "mixed", "throughput_rps": rps, "invalid": why}
+         for rps, why in runs]
+        + [{"cache": "none", "scenario": "mixed", "throughput_rps": 40.0, "invalid": ""}] * 2
+    )  # fmt: skip
+    flagged = flag_unstable(summary)
+    redis = flagged[flagged["cache"] == "redis"]["throughput_cv"]
+    if cv is None:
+        assert redis.isna().all()
+    else:
+        assert redis.to_numpy() == pytest.approx([cv] * len(runs), abs=1e-3)
+    expected = [("redis", "mixed", pytest.approx(cv))] if unstable else []
+    assert unstable_cells(flagged) == expected
+
+
+def test_an_empty_summary_has_no_unstable_cell():
+    assert flag_unstable(pd.DataFrame()).empty
+    assert unstable_cells(pd.DataFrame()) == []
+
+
+class Told:
+    """A Progress that keeps what the matrix told it."""
+
+    def __init__(self):
+        self.finished_runs = []
+
+    def running(self, run, elapsed_s, rps):
+        pass
+
+    def finished(self, run, row, error):
+        self.finished_runs.append((run.name, error))
+
+
+def cells_that(**outcomes):
+    """A cell runner whose runs named in `outcomes` raise what is given; the others return a
+    summary row, as run_one does. It keeps the names of the runs it was asked for."""
+    asked = []
+
+    def run_cell(run, options, redis_url, progress):
+        asked.append(run.name)
+        if run.name in outcomes:
+            raise outcomes[run.name]
+        return run_row(run.cache, run.scenario, run.repeat, 100.0 + run.repeat)
+
+    run_cell.asked = asked
+    return run_cell
+
+
+def test_a_failed_cell_is_reported_and_the_others_go_on(tmp_path):
+    options = Options(caches=("none", "simple"), scenarios=("mixed",), repeats=2, out=tmp_path)
+    run_cell = cells_that(**{
+        "simple-mixed-r1": ServerError("gunicorn was not ready after 30 s"),
+        "none-mixed-r2": ValueError("a bug"),
+    })  # fmt: skip
+    told = Told()
+    result = run_matrix(options, told, run_cell)
+    assert run_cell.asked == [
+        "none-mixed-r1",
+        "simple-mixed-r1",
+        "none-mixed-r2",
+        "simple-mixed-r2",
+    ]
+    assert list(zip(result.summary["cache"], result.summary["repeat"], strict=True)) == [
+        ("none", 1), ("simple", 2),
+    ]  # fmt: skip
+    log = tmp_path / "histories" / "none-mixed-r2" / "error.log"
+    assert result.failures == [
+        "simple-mixed-r1: gunicorn was not ready after 30 s",
+        f"none-mixed-r2: ValueError: a bug (traceback in {log})",
+    ]
+    assert "raise outcomes[run.name]" in log.read_text()  # the traceback, for the bug
+    assert [error for _, error in told.finished_runs] == [
+        None, "gunicorn was not ready after 30 s", f"ValueError: a bug (traceback in {log})", None,
+    ]  # fmt: skip
+    assert not result.interrupted
+    assert "throughput_cv" in result.summary
+
+
+def test_an_interrupted_matrix_keeps_the_runs_that_finished_and_runs_no_more(tmp_path):
+    options = Options(caches=("none", "simple"), scenarios=("mixed",), repeats=2, out=tmp_path)
+    run_cell = cells_that(**{"simple-mixed-r1": KeyboardInterrupt()})
+    result = run_matrix(options, Told(), run_cell)
+    assert result.interrupted
+    assert run_cell.asked == ["none-mixed-r1", "simple-mixed-r1"]
+    assert list(result.summary["cache"]) == ["none"]
+    assert result.failures == []
+
+
+def test_without_redis_the_matrix_leaves_it_out_and_says_why(tmp_path, monkeypatch):
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no redis-server on it
+    options = Options(caches=("none", "redis"), scenarios=("mixed",), repeats=1, out=tmp_path)
+    run_cell = cells_that()
+    result = run_matrix(options, Told(), run_cell)
+    assert run_cell.asked == ["none-mixed-r1"]
+    assert result.skipped == {
+        "redis": "redis-server not found: install redis-server (Debian/Ubuntu: apt-get install "
+        "redis-server; macOS: brew install redis) or set REDIS_URL to a Redis server you may "
+        "write to"
+    }
+    assert list(result.summary["cache"]) == ["none"]
+
+
+def test_a_matrix_where_every_cell_failed_has_an_empty_summary(tmp_path):
+    options = Options(caches=("none",), scenarios=("mixed",), repeats=1, out=tmp_path)
+    result = run_matrix(options, Told(), cells_that(**{"none-mixed-r1": OSError("disk full")}))
+    assert result.summary.empty
+    assert result.failures == ["none-mixed-r1: disk full"]
+
+
+def cachebench(*args, env=None, cwd=None, timeout=240):
     return subprocess.run(
         [str(CACHEBENCH), *map(str, args)], capture_output=True, text=True, timeout=timeout,
-        env=env, check=False,
+        env=env, cwd=cwd, check=False,
     )  # fmt: skip
 
 
+def test_quick_runs_every_cell_of_the_default_matrix_once():
+    options = options_from(build_parser().parse_args(["run", "--quick"]))
+    runs = plan(options, options.caches)
+    assert sorted((r.cache, r.scenario, r.repeat) for r in runs) == sorted(
+        (c, s, 1) for c in CACHES for s in SCENARIOS
+    )
+
+
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory, redis_url):
-    """One `cachebench run --quick` for the module (about a minute): its output directory."""
+def quick_run(tmp_path_factory, redis_server):
+    """One `cachebench run --quick` of every cache under the scenario a cache is built for
+    (the other scenarios would add time, not checks): its output directory."""
     out = tmp_path_factory.mktemp("quick") / "run"
-    result = cachebench("run", "--quick", "--keys", "20", "--out", out)
+    result = cachebench("run", "--quick", "--keys", "20", "--scenarios", "read_heavy", "--out", out)
     said = f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     assert result.returncode == 0, said
     assert f"report: {out / 'report.md'}" in result.stdout, said
     return out
 
 
-def test_quick_run_covers_the_matrix(quick_run):
+def test_quick_run_runs_the_cells_asked_for(quick_run):
     summary = pd.read_csv(quick_run / "summary.csv")
-    assert sorted(zip(summary["cache"], summary["scenario"], strict=True)) == sorted(
-        (c, s) for c in CACHES for s in SCENARIOS
-    )
+    assert list(zip(summary["cache"], summary["scenario"], strict=True)) == [
+        (c, "read_heavy") for c in CACHES
+    ]
+    # Each run's conditions, recorded as it started.
+    assert (summary["load_avg_1m"] >= 0).all()
+    assert (summary["affinity"].astype(str) == cpu_list(os.sched_getaffinity(0))).all()
     for run in summary.itertuples():
         directory = quick_run / "histories" / f"{run.cache}-{run.scenario}-r1"
         assert list(directory.glob("history-*.csv"))
@@ -118,9 +295,8 @@ def test_quick_run_measures_what_each_cache_buys_and_costs(quick_run):
     summary = pd.read_csv(quick_run / "summary.csv").set_index(["cache", "scenario"])
     # SimpleCache is per gunicorn worker: a write invalidates one of two copies.
     assert summary.loc[("simple", "read_heavy"), "stale_reads"] > 0
-    for scenario in SCENARIOS:
-        assert summary.loc[("none", scenario), "stale_reads"] == 0
-        assert summary.loc[("none", scenario), "hit_rate"] == 0
+    assert summary.loc[("none", "read_heavy"), "stale_reads"] == 0
+    assert summary.loc[("none", "read_heavy"), "hit_rate"] == 0
     for cache in ("simple", "filesystem", "redis"):
         assert summary.loc[(cache, "read_heavy"), "hit_rate"] > 0.5
     assert (summary["phantoms"] == 0).all()
@@ -131,8 +307,8 @@ def test_quick_run_measures_what_each_cache_buys_and_costs(quick_run):
 
 def test_quick_run_writes_a_complete_report(quick_run):
     report = (quick_run / "report.md").read_text()
-    for heading in ["How this was measured", *(f"Scenario `{s}`" for s in SCENARIOS), "Charts",
-                    *(f"Bounds, `{s}`" for s in SCENARIOS), "Definitions", "Metadata"]:  # fmt: skip
+    for heading in ("How this was measured", "Scenario `read_heavy`", "Charts",
+                    "Bounds, `read_heavy`", "Definitions", "Metadata"):  # fmt: skip
         assert f"\n## {heading}\n" in report
     page = (quick_run / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3
@@ -141,7 +317,8 @@ def test_quick_run_writes_a_complete_report(quick_run):
     assert metadata["options"]["keys"] == 20
     assert metadata["machine"]["cpu_count"] == os.cpu_count()
     assert metadata["versions"]["locust"] != "not installed"
-    assert metadata["commit"]
+    # The commit (12 hex digits, "-dirty" with uncommitted changes), or the wording for none.
+    assert re.fullmatch(r"[0-9a-f]{12}(-dirty)?|unknown \(not a git checkout\)", metadata["commit"])
 
 
 def test_without_redis_the_matrix_runs_and_says_why(tmp_path):
@@ -158,6 +335,24 @@ def test_without_redis_the_matrix_runs_and_says_why(tmp_path):
     assert "`redis` was not run: redis-server not found" in (out / "report.md").read_text()
 
 
+def test_locusts_own_settings_of_the_caller_do_not_change_a_run(tmp_path):
+    caller, home, out = tmp_path / "caller", tmp_path / "home", tmp_path / "run"
+    caller.mkdir()
+    home.mkdir()
+    # Each would leave the users without a task: the run would measure nothing.
+    (caller / "locust.conf").write_text("tags = no-such-tag\n")
+    (caller / "pyproject.toml").write_text('[tool.locust]\ntags = "no-such-tag"\n')
+    (home / ".locust.conf").write_text("tags = no-such-tag\n")
+    env = {**os.environ, "HOME": str(home), "LOCUST_TAGS": "no-such-tag"}
+    result = cachebench(
+        "run", "--quick", "--caches", "none", "--scenarios", "read_heavy",
+        "--out", "../run", env=env, cwd=caller,  # relative to the caller
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert pd.read_csv(out / "summary.csv").loc[0, "reads"] > 0  # the tasks ran
+
+
+@pytest.mark.redis
 def test_a_server_of_ones_own_is_measured_as_external(tmp_path, serve):
     url = serve(CACHE_BACKEND="redis", VIDEOS_WORK_MS=5)
     out = tmp_path / "run"

@@ -31,3 +31,31 @@ def test_change_beyond_noise_only_when_the_interval_excludes_zero():
     noisy = change([100, 140, 60], [110, 150, 70])
     assert not noisy.beyond_noise
     assert not change([100], [200]).beyond_noise
+
+
+def test_change_has_welchs_interval():
+    # se = sqrt(1/3 + 1/3), 4 degrees of freedom, t(0.975, 4) = 2.7764
+    welch = change([100, 101, 99], [150, 151, 149])
+    assert (welch.low, welch.high) == pytest.approx((50 - 2.2669, 50 + 2.2669), rel=1e-4)
+
+
+def test_change_against_identical_repeats_keeps_the_other_sides_spread():
+    # A's variance is exactly 0: the interval is B's alone, t(0.975, 2) = 4.3027.
+    steady = change([100, 100, 100], [150, 149, 151])
+    assert (steady.low, steady.high) == pytest.approx((50 - 2.4842, 50 + 2.4842), rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "interval", "beyond_noise"),
+    [
+        ([100, 100, 100], [150, 150, 150], (50, 50), True),  # no spread: exactly the difference
+        ([100, 100], [100, 100, 100], (0, 0), False),  # an exact 0 is no change
+        ([0.1, 0.1, 0.1], [0.2, 0.2], (0.1, 0.1), True),  # identical, however they round
+        ([100], [150, 150], (math.nan, math.nan), False),  # one repeat: no interval
+        ([100, float("nan")], [150, 151], (math.nan, math.nan), False),  # one measured
+    ],
+)
+def test_change_without_spread_is_the_exact_difference(a, b, interval, beyond_noise):
+    delta = change(a, b)
+    assert (delta.low, delta.high) == pytest.approx(interval, nan_ok=True)
+    assert delta.beyond_noise is beyond_noise

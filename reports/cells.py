@@ -1,0 +1,65 @@
+"""A comparison's cells: one row per scenario × cache, aggregated over its quotable repeats.
+
+Numbers only; report.py words and lays them out.
+"""
+
+import math
+
+import pandas as pd
+
+from reports.bounds import bound_flags
+from reports.figures import PERCENTILES
+from reports.stats import estimate
+
+# The latency groups of figures() a cell keeps: the report's tables and its chart.
+LATENCY_GROUPS = ("get_hit", "get_miss", "put", "all")
+CACHE_ORDER = ("none", "simple", "filesystem", "redis", "external")
+
+
+def cells(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per scenario × cache over its quotable repeats: the figures of the report."""
+    if summary.empty:
+        return pd.DataFrame()
+    quotable = summary[summary["invalid"] == ""]
+    rows = []
+    for (scenario, cache), runs in quotable.groupby(["scenario", "cache"], sort=False):
+        throughput = estimate(runs["throughput_rps"])
+        judged = runs["judged_reads"].sum()
+        row = {
+            "scenario": scenario,
+            "cache": cache,
+            "repeats": len(runs),
+            "throughput": throughput,
+            "throughput_runs": list(runs["throughput_rps"]),
+            "hit_rate": runs["hit_rate"].median(),
+            # Pooled over the repeats, like the count beside it.
+            "stale_rate": runs["stale_reads"].sum() / judged if judged else math.nan,
+            "stale_reads": int(runs["stale_reads"].sum()),
+            "staleness_median_ms": runs["staleness_median_ms"].median(),
+            "staleness_max_ms": runs["staleness_max_ms"].max(),
+            "errors": int(runs["errors"].sum()),
+            "phantoms": int(runs["phantoms"].sum()),
+            "lost_writes": runs["lost_writes"].sum(min_count=1),
+            "miss_rps": runs["miss_rps"].median(),
+            "miss_rps_bound": runs["miss_rps_bound"].iloc[0],
+            "get_miss_min_ms": runs["get_miss_min_ms"].min(),
+            "get_miss_min_ms_bound": runs["get_miss_min_ms_bound"].iloc[0],
+            # A mean, as throughput's is: the law bounds each run's throughput.
+            "throughput_law_rps": runs["throughput_law_rps"].mean(),
+        }
+        for group in LATENCY_GROUPS:
+            for p in PERCENTILES:
+                column = f"{group}_{p}_ms"
+                aggregate = runs[column].max() if p == "max" else runs[column].median()
+                row[column] = aggregate
+        row["bound_flags"] = "; ".join(
+            bound_flags({**row, "throughput_rps": throughput.mean}, cache)
+        )
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    order = {c: i for i, c in enumerate(CACHE_ORDER)}
+    return table.sort_values(
+        ["scenario", "cache"], key=lambda s: s.map(order) if s.name == "cache" else s
+    ).reset_index(drop=True)
