@@ -204,6 +204,21 @@ def test_the_run_record(environment, tmp_path):
     assert list(record["cpu_percent"]) == [run.process]
 
 
+def test_the_options_are_a_group_of_their_own():
+    parser = locust_parser()
+    (group,) = [g for g in parser._action_groups if g.title == "cachebench"]
+    options = [a.option_strings[0] for a in group._group_actions]
+    assert options == [
+        "--keys",
+        "--key-dist",
+        "--zipf-s",
+        "--history-dir",
+        "--max-failure-rate",
+        "--max-stale-rate",
+    ]
+    assert parser.parse_args([], env_vars={"LOCUST_KEYS": "7"}).keys == 7
+
+
 def test_the_web_ui_has_a_cache_hits_tab(environment, monkeypatch):
     # Locust's web UI parses the process's command line for its form's extra options.
     monkeypatch.setattr(sys, "argv", ["locust"])
