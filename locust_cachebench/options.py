@@ -68,7 +68,8 @@ def add_options(parser: "LocustArgumentParser") -> None:
     `init_command_line_parser` listener)."""
     group = parser.add_argument_group(
         "cachebench",
-        "The videos scenarios' options (locust_cachebench).",
+        "The videos scenarios' options (locust_cachebench). A threshold that fails exits with "
+        "code 3; a run that measured nothing, with 2.",
     )
 
     def option(*args: Any, include_in_web_ui: bool = True, **kwargs: Any) -> None:
@@ -111,7 +112,7 @@ def add_options(parser: "LocustArgumentParser") -> None:
         type=rate,
         default=None,
         env_var="LOCUST_MAX_FAILURE_RATE",
-        help="Exit with code 1 if more than this fraction of requests failed, else 0 "
+        help="Exit with code 3 if more than this fraction of requests failed, else 0 "
         "(default: Locust's own rule, any failure exits with 1).",
     )
     option(
@@ -119,7 +120,7 @@ def add_options(parser: "LocustArgumentParser") -> None:
         type=rate,
         default=None,
         env_var="LOCUST_MAX_STALE_RATE",
-        help="Exit with code 1 if more than this fraction of the GETs were stale reads, "
+        help="Exit with code 3 if more than this fraction of the GETs were stale reads, "
         "judged from the history at the end (needs --history-dir).",
     )
 

@@ -1,5 +1,8 @@
 """The thresholds a run is judged by when it ends (--max-failure-rate, --max-stale-rate), and
-the exit code its outcome sets: 1 for a failed threshold, 2 for a run that measured nothing.
+the exit code its outcome sets.
+
+As locust-plugins' checks do, a failed threshold exits with its own code, 3, apart from Locust's
+1 for failed requests; 2 is a run that measured nothing.
 """
 
 import logging
@@ -14,7 +17,7 @@ from locust_cachebench.options import Settings
 log = logging.getLogger("loadtests")
 
 MEASURED_NOTHING = 2
-THRESHOLD_FAILED = 1
+THRESHOLD_FAILED = 3
 
 
 @dataclass(frozen=True)

@@ -150,7 +150,7 @@ def test_a_users_gets_are_counted_from_the_servers_x_cache(environment, serve, m
     [
         ([], 1, None),  # Locust's own rule: 1, since a request failed
         (["--max-failure-rate", "0.5"], 1, 0),  # the threshold replaces Locust's rule
-        (["--max-failure-rate", "0.1"], 1, 1),
+        (["--max-failure-rate", "0.1"], 1, 3),
         (["--max-failure-rate", "0"], 0, 0),
     ],
 )
@@ -162,7 +162,7 @@ def test_the_failure_threshold_sets_the_exit_code(environment, args, failed, cod
     assert quit_locust(env) == code
 
 
-@pytest.mark.parametrize(("stale", "code"), [(False, None), (True, 1)])
+@pytest.mark.parametrize(("stale", "code"), [(False, None), (True, 3)])
 def test_the_stale_threshold_judges_the_history(environment, tmp_path, stale, code):
     env = environment("--history-dir", str(tmp_path), "--max-stale-rate", "0")
     run = env.cachebench
@@ -216,6 +216,7 @@ def test_the_options_are_a_group_of_their_own():
         "--max-failure-rate",
         "--max-stale-rate",
     ]
+    assert "exits with code 3" in parser.format_help()
     assert parser.parse_args([], env_vars={"LOCUST_KEYS": "7"}).keys == 7
 
 
