@@ -138,7 +138,7 @@ class RunListeners:
     def on_worker_report(self, client_id: str, data: dict, **_kwargs: object) -> None:
         report = data.get("cachebench")
         if report is not None:
-            self.run.add_worker_report(client_id, report)
+            self.run.add_worker_report(report)
 
     def on_quitting(self, environment: Environment, **_kwargs: object) -> None:
         run = self.run

@@ -36,7 +36,8 @@ class LoadRun:
         self.deleted: set[int] = set()  # ids this process deleted and has not PUT back yet
         self.hits = HitCounter()
         self.cpu = CpuMeter()
-        self.workers: dict[str, dict[str, Any]] = {}  # on a master: what each worker reported
+        # On a master: what each worker process that took part in the test reported last.
+        self.workers: dict[str, dict[str, Any]] = {}
         self.error: str | None = None
         self.test_started = False
         self.t_seeded_ns: int | None = None
@@ -93,16 +94,21 @@ class LoadRun:
             "history_file": self.history_file(),
             "cpu_percent": self.cpu.current(),
             "hits": self.hits.take(),
+            "test_started": self.test_started,
         }
 
-    def add_worker_report(self, client_id: str, report: dict[str, Any]) -> None:
-        """Take in the `report()` of worker `client_id`."""
+    def add_worker_report(self, report: dict[str, Any]) -> None:
+        """Take in a worker's `report()`."""
         self.hits.add(report["hits"])
-        self.workers[client_id] = {k: v for k, v in report.items() if k != "hits"}
+        # A worker that never started the test generated no load: it may even be another
+        # run's, whose master could not bind the port this master holds (then Locust counts
+        # it among its workers).
+        if report["test_started"]:
+            self.workers[report["process"]] = {k: v for k, v in report.items() if k != "hits"}
 
     def processes(self) -> int:
-        """The load-generating processes: this one, or the workers connected to it."""
-        return len(self.environment.runner.worker_indexes) if self.is_master else 1
+        """The load-generating processes: this one, or the workers that took part in the test."""
+        return len(self.workers) if self.is_master else 1
 
     def cpu_percent(self) -> dict[str, float | None]:
         own = {self.process: self.cpu.percent}

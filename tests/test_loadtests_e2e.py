@@ -80,6 +80,9 @@ def split_seeding(history):
 
 def test_every_scenario_in_two_processes(serve, locust, tmp_path):
     history = tmp_path / "history"
+    # A master port of its own: on Locust's 5557, another run's workers on this machine
+    # could join this master (and this run's workers another master).
+    port = str(free_port())
     code, output = run_to_end(
         locust,
         *("-f", "loadtests/"),
@@ -93,6 +96,7 @@ def test_every_scenario_in_two_processes(serve, locust, tmp_path):
             "--processes",
             "2",
         ),
+        *("--master-bind-port", port, "--master-port", port),
         *("--max-failure-rate", "1"),
     )
     assert code == 0, output

@@ -24,6 +24,8 @@ with mock.patch.dict(os.environ, {"LOCUST_SKIP_MONKEY_PATCH": "1"}):
     from locust.argument_parser import get_empty_argument_parser, setup_parser_arguments
     from locust.env import Environment
     from locust.event import Events
+    from locust.runners import MasterRunner
+    from locust.stats import RequestStats
 
     from loadtests.read_heavy import ReadHeavyUser
     from locust_cachebench import plugin
@@ -62,13 +64,19 @@ def environment():
     runners quit after the test."""
     runners = []
 
-    def make(*args: str, host: str | None = None, web_ui: bool = False) -> Environment:
+    def make(
+        *args: str, host: str | None = None, master: bool = False, web_ui: bool = False
+    ) -> Environment:
         events = Events()
         events.init.add_listener(plugin.on_init)
         env = Environment(
             user_classes=[ReadHeavyUser], events=events, host=host, parsed_options=parse(*args)
         )
-        runner = env.create_local_runner()
+        runner = (
+            env.create_master_runner("127.0.0.1", free_port())
+            if master
+            else env.create_local_runner()
+        )
         runners.append(runner)
         # Not started: the test asks its Flask app directly.
         ui = env.create_web_ui("127.0.0.1", free_port(), delayed_start=True) if web_ui else None
@@ -78,6 +86,10 @@ def environment():
     yield make
     for runner in runners:
         runner.quit()
+        if isinstance(runner, MasterRunner):
+            # Locust leaves its master's socket and zmq context to the process's exit.
+            runner.server.close(linger=0)
+            runner.server.socket.context.term()
 
 
 def request(env: Environment, method: str = "GET", x_cache=None, failed: bool = False, **context):
@@ -202,6 +214,40 @@ def test_the_run_record(environment, tmp_path):
     ]
     assert (record["error"], record["exit_code"]) == (None, 0)
     assert list(record["cpu_percent"]) == [run.process]
+
+
+def worker_report(process: str, gets: int, hits: int, test_started: bool = True) -> dict:
+    """What a worker sends with its stats: Locust's part (no requests) and the plugin's."""
+    stats = RequestStats()
+    return {
+        "stats": stats.serialize_stats(),
+        "stats_total": stats.total.get_stripped_report(),
+        "errors": stats.serialize_errors(),
+        "cachebench": {
+            "process": process,
+            "history_file": f"history-{process}.csv",
+            "cpu_percent": 50.0,
+            "hits": {"ReadHeavyUser": [gets, hits]},
+            "test_started": test_started,
+        },
+    }
+
+
+def test_a_master_counts_the_worker_processes_that_took_part(environment):
+    env = environment(master=True)
+    reports = [
+        ("host_a", worker_report("host-1-aa", 2, 1)),
+        ("host_b", worker_report("host-1-aa", 2, 1)),  # the same process, under another id
+        ("host_c", worker_report("host-2-bb", 4, 1)),
+        # Another run's worker, whose master could not bind this one's port.
+        ("host_d", worker_report("host-3-cc", 0, 0, test_started=False)),
+    ]
+    for client_id, data in reports:
+        env.events.worker_report.fire(client_id=client_id, data=data)
+    run = env.cachebench
+    assert run.processes() == 2
+    assert run.history_files() == ["history-host-1-aa.csv", "history-host-2-bb.csv"]
+    assert run.hits.rows() == [{"scenario": "ReadHeavyUser", "gets": 8, "hits": 3, "rate": 3 / 8}]
 
 
 def test_the_options_are_a_group_of_their_own():
