@@ -88,7 +88,8 @@ class LoadRun:
         return path.name if path is not None else None
 
     def report(self) -> dict[str, Any]:
-        """What a worker sends the master with each of its stats reports."""
+        """What a worker sends the master with each of its stats reports (the hits: those
+        counted since the last report)."""
         return {
             "process": self.process,
             "history_file": self.history_file(),
