@@ -21,34 +21,26 @@ class VideosClient:
         session: FastHttpSession,
         history: HistoryWriter | NoHistory,
         writer: Writer,
-        hits: list[int] | None = None,
     ) -> None:
         self.session = session
         self.history = history
         self.writer = writer
-        self.hits = hits  # [gets, hits] of the user's scenario, counted in place
 
     def get(self, key: int, expect: Expect | None = None) -> tuple[int, str]:
         """GET video `key`: (status, the name read or "")."""
-        status, name, cache = self._call("get", key, "", lambda s, b: check_get(s, b, expect))
-        if self.hits is not None:
-            self.hits[0] += 1
-            self.hits[1] += cache == "HIT"
-        return status, name
+        return self._call("get", key, "", lambda s, b: check_get(s, b, expect))
 
     def put(self, key: int) -> tuple[int, str]:
         """PUT a video under a name no other write uses: (status, that name)."""
         name = self.writer.next_name()
         video = {"name": name, "views": key, "likes": 0}
         # The name is recorded whatever the status: a failed PUT may still have been applied.
-        status, _, _ = self._call(
-            "put", key, name, lambda s, b: (name, check_put(s, b, video)), video
-        )
+        status, _ = self._call("put", key, name, lambda s, b: (name, check_put(s, b, video)), video)
         return status, name
 
     def delete(self, key: int, expect: Expect | None = None) -> int:
         """DELETE video `key`: its status (204 deleted, 404 it was not there)."""
-        status, _, _ = self._call("delete", key, "", lambda s, b: ("", check_delete(s, b, expect)))
+        status, _ = self._call("delete", key, "", lambda s, b: ("", check_delete(s, b, expect)))
         return status
 
     def _call(
@@ -58,8 +50,8 @@ class VideosClient:
         sent: str,
         check: Callable[[int, bytes], tuple[str, str | None]],
         video: dict | None = None,
-    ) -> tuple[int, str, str]:
-        """Send, validate, report and record one operation: (status, value, X-Cache)."""
+    ) -> tuple[int, str]:
+        """Send, validate, report and record one operation: (status, value)."""
         t_invoke = time.time_ns()
         response = self._send(op, key, sent, t_invoke, video)
         t_complete = time.time_ns()
@@ -78,7 +70,7 @@ class VideosClient:
                 else:
                     response.failure(failure)
         self.history.record(op, key, value, status, cache, t_invoke, t_complete, self.writer.worker)
-        return status, value, cache
+        return status, value
 
     def _send(
         self, op: str, key: int, sent: str, t_invoke: int, video: dict | None

@@ -1,10 +1,15 @@
 """The live hit rate: the share of GETs answered with `X-Cache: HIT`, per scenario.
 
-Counted by each process; workers send what they counted since their last report to the
-master with Locust's own stats reports, so the master's figures cover every process.
+Each process counts the GETs of its users from Locust's `request` events, as Locust's own
+example (examples/extend_modern_web_ui_cache_stats.py) counts X-Cache; workers send what they
+counted since their last report to the master with Locust's own stats reports, so the master's
+figures cover every process.
 """
 
 from collections.abc import Mapping
+
+# The request context entry that names the scenario (user class) of the user that sent it.
+SCENARIO = "scenario"
 
 
 class HitCounter:
@@ -13,26 +18,37 @@ class HitCounter:
     def __init__(self) -> None:
         self._counts: dict[str, list[int]] = {}
 
-    def counts_of(self, scenario: str) -> list[int]:
-        """The [gets, hits] list of `scenario`, for its users to increment in place."""
-        return self._counts.setdefault(scenario, [0, 0])
+    def on_request(
+        self,
+        request_type: str,
+        response: object = None,
+        context: Mapping[str, object] | None = None,
+        **_kwargs: object,
+    ) -> None:
+        """Count a GET of a scenario's user (a `request` listener); any other request is not."""
+        scenario = (context or {}).get(SCENARIO)
+        if request_type != "GET" or not isinstance(scenario, str):
+            return
+        # No headers: a transport error or timeout, a GET that is no HIT.
+        headers = getattr(response, "headers", None)
+        counts = self._counts.setdefault(scenario, [0, 0])
+        counts[0] += 1
+        counts[1] += headers is not None and headers.get("X-Cache") == "HIT"
 
     def add(self, counts: Mapping[str, list[int]]) -> None:
         for scenario, (gets, hits) in counts.items():
-            mine = self.counts_of(scenario)
+            mine = self._counts.setdefault(scenario, [0, 0])
             mine[0] += gets
             mine[1] += hits
 
     def take(self) -> dict[str, list[int]]:
         """The counts so far, then zero (what a worker sends in each report)."""
-        taken = {scenario: list(counts) for scenario, counts in self._counts.items()}
-        self.reset()
+        taken = self._counts
+        self._counts = {}
         return taken
 
     def reset(self) -> None:
-        # Users hold their scenario's list: zero it in place, never replace it.
-        for counts in self._counts.values():
-            counts[:] = [0, 0]
+        self._counts = {}
 
     def rows(self) -> list[dict[str, object]]:
         """One row per scenario with GETs, plus a total row when there are several."""
@@ -66,20 +82,3 @@ def format_table(rows: list[dict[str, object]]) -> str:
     if not rows:
         lines.append("(no GETs)")
     return "\n".join(lines)
-
-
-def web_ui_rows(rows: list[dict[str, object]]) -> list[dict[str, object]]:
-    """The rows as the web UI's extra table shows them (the rate in percent)."""
-    return [{**row, "rate": "-" if row["rate"] is None else f"{row['rate']:.1%}"} for row in rows]
-
-
-WEB_UI_TAB = {"title": "Cache hits", "key": "cache-hits"}
-WEB_UI_TABLE = {
-    "key": "cache-hits",
-    "structure": [
-        {"key": "scenario", "title": "Scenario"},
-        {"key": "gets", "title": "# GETs"},
-        {"key": "hits", "title": "# HITs"},
-        {"key": "rate", "title": "Hit rate"},
-    ],
-}

@@ -1,11 +1,16 @@
 """The base of every scenario: a FastHttpUser that reads, writes and deletes videos of the
-keyspace (or of its own), validating and recording each operation."""
+keyspace (or of its own), validating and recording each operation.
+
+Importing it registers the plugin's listeners (locust_cachebench/plugin.py) on Locust's events.
+"""
 
 from locust import FastHttpUser, constant
 
+import locust_cachebench.plugin  # noqa: F401  (registers the listeners that make the run)
 from locust_cachebench.client import VideosClient
 from locust_cachebench.history import Writer
-from locust_cachebench.run import DEFAULT_HOST, LoadRun, current_run
+from locust_cachebench.hits import SCENARIO
+from locust_cachebench.run import DEFAULT_HOST, LoadRun
 
 
 class VideosUser(FastHttpUser):
@@ -20,13 +25,14 @@ class VideosUser(FastHttpUser):
     videos: VideosClient
 
     def on_start(self) -> None:
-        self.load = current_run()
-        self.videos = VideosClient(
-            self.client,
-            self.load.history,
-            Writer(self.load.next_worker_id()),
-            self.load.hits.counts_of(type(self).__name__),
-        )
+        # Hung on the environment by the plugin's `init` listener.
+        self.load = self.environment.cachebench
+        writer = Writer(self.load.next_worker_id())
+        self.videos = VideosClient(self.client, self.load.history, writer)
+
+    def context(self) -> dict:
+        """Each request's context names the scenario, for the hit counter's `request` listener."""
+        return {SCENARIO: type(self).__name__}
 
     def read(self) -> None:
         """GET a chosen id."""

@@ -1,0 +1,188 @@
+"""The plugin's wiring to Locust's events.
+
+On `init`, each environment gets its run (locust_cachebench/run.py), hung on it as
+`environment.cachebench`, and the listeners below on its own events: seeding when a test starts,
+the workers' reports to the master, the thresholds when Locust quits (the exit code), the hit
+rate table and locust-run.json after Locust's summary, and the web UI's tab.
+
+Importing this module registers its `init_command_line_parser` and `init` listeners on Locust's
+events; every scenario imports it through locust_cachebench.users, and Python imports it once
+however many scenarios are loaded.
+"""
+
+import logging
+import signal
+import sys
+import time
+
+import gevent
+from locust import events
+from locust.argument_parser import LocustArgumentParser
+from locust.env import Environment
+from locust.web import WebUI
+
+from locust_cachebench import thresholds
+from locust_cachebench.hits import format_table
+from locust_cachebench.options import Settings, SettingsError, add_options
+from locust_cachebench.record import record, write_json
+from locust_cachebench.run import DEFAULT_HOST, LoadRun
+from locust_cachebench.seeding import SeedError, seed
+from locust_cachebench.web_ui import extend_web_ui
+from reports.history_format import RUN_FILE
+
+log = logging.getLogger("loadtests")
+
+
+@events.init_command_line_parser.add_listener
+def on_init_command_line_parser(parser: LocustArgumentParser, **_kwargs: object) -> None:
+    add_options(parser)
+
+
+@events.init.add_listener
+def on_init(environment: Environment, web_ui: WebUI | None = None, **_kwargs: object) -> None:
+    """Hang this process's run on `environment`, and listen to the environment's events."""
+    try:
+        run = LoadRun(environment)
+    except SettingsError as exc:  # options that argparse accepted one by one
+        print(f"locust: error: argument {exc}", file=sys.stderr)
+        sys.exit(2)  # as argparse exits for the other options
+    directory = run.settings.history_dir
+    if directory is not None:
+        # Now rather than when the test starts: a directory that cannot be made is one
+        # line and an exit, like any other bad option.
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(f"locust: error: argument --history-dir: {exc}", file=sys.stderr)
+            sys.exit(2)
+    environment.cachebench = run
+    RunListeners(run).attach(web_ui)
+
+
+@events.init.add_listener
+def on_init_deliver_ctrl_c(**_kwargs: object) -> None:
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        gevent.signal_handler(signal.SIGINT, _interrupt_main)
+
+
+def _interrupt_main() -> None:
+    """Ctrl-C, raised where Locust expects it: in the main greenlet, which then shuts down.
+
+    Python raises KeyboardInterrupt in whatever code runs when the signal comes, and
+    geventhttpclient closes sockets under a bare `except:` that swallows it; with gunicorn's
+    sync workers closing every connection, about one Ctrl-C in seven was lost that way. A
+    signal handled by the event loop never lands in a user's code.
+    """
+    gevent.get_hub().parent.throw(KeyboardInterrupt)
+
+
+class RunListeners:
+    """The listeners of one environment's run, from the start of a test to Locust's exit."""
+
+    def __init__(self, run: LoadRun) -> None:
+        self.run = run
+        self.verdicts: list[thresholds.Verdict] = []  # judged at `quitting`, recorded at `quit`
+
+    def attach(self, web_ui: WebUI | None) -> None:
+        """Register the listeners on the run's environment's events."""
+        run = self.run
+        ev = run.environment.events
+        ev.test_start.add_listener(self.on_test_start)
+        ev.test_stopping.add_listener(self.on_test_stopping)
+        ev.test_stop.add_listener(self.on_test_stop)
+        ev.request.add_listener(run.hits.on_request)
+        ev.reset_stats.add_listener(run.hits.reset)
+        ev.quitting.add_listener(self.on_quitting)
+        ev.quit.add_listener(self.on_quit)
+        if run.is_worker:
+            ev.report_to_master.add_listener(self.on_report_to_master)
+        elif run.is_master:
+            ev.worker_report.add_listener(self.on_worker_report)
+        if web_ui is not None:
+            extend_web_ui(web_ui, run.hits)
+
+    def on_test_start(self, **_kwargs: object) -> None:
+        run = self.run
+        run.test_started = True
+        try:
+            # Again: the web UI's form, or a master's options on a worker, may have changed them.
+            run.configure(Settings.from_options(run.environment.parsed_options))
+            run.open_history()
+        except (SettingsError, OSError) as exc:
+            self.abort(f"cannot start the load test: {exc}")
+            return
+        run.deleted.clear()
+        run.hits.reset()
+        if not run.is_worker:
+            try:
+                host = run.environment.host or DEFAULT_HOST
+                seed(host, run.settings.keys, run.history, run.process)
+            except SeedError as exc:
+                self.abort(str(exc))
+                return
+            run.t_seeded_ns = time.time_ns()
+            # The measured period starts now, not when seeding began.
+            run.environment.stats.reset_all()
+        run.cpu.start()
+
+    def on_test_stopping(self, **_kwargs: object) -> None:
+        self.run.t_stop_ns = time.time_ns()
+
+    def on_test_stop(self, **_kwargs: object) -> None:
+        self.run.history.flush()
+        self.run.cpu.stop()
+
+    def on_report_to_master(self, client_id: str, data: dict, **_kwargs: object) -> None:
+        data["cachebench"] = self.run.report()
+
+    def on_worker_report(self, client_id: str, data: dict, **_kwargs: object) -> None:
+        report = data.get("cachebench")
+        if report is not None:
+            self.run.add_worker_report(report)
+
+    def on_quitting(self, environment: Environment, **_kwargs: object) -> None:
+        run = self.run
+        runner = environment.runner
+        if runner is not None:
+            # On Ctrl-C or SIGTERM, Locust fires `quitting` with the users still running and
+            # stops them only afterwards: stop them first, so that their last rows are kept.
+            # A master's stop waits for its workers to stop, which flushes their histories
+            # before the thresholds below judge them.
+            runner.stop()
+        run.history.close()
+        if run.is_worker:
+            return
+        if run.test_started and run.t_seeded_ns is None and run.error is None:
+            # Stopped (-t, Ctrl-C) while seeding: there was no measured load.
+            run.error = "stopped before seeding finished: nothing was measured"
+            log.error(run.error)
+        fail_ratio = environment.stats.total.fail_ratio
+        self.verdicts = thresholds.verdicts(run.settings, fail_ratio, run.t_seeded_ns)
+        thresholds.log_verdicts(self.verdicts)
+        code = thresholds.exit_code(run.error, self.verdicts, run.settings)
+        if code is not None:
+            environment.process_exit_code = code
+
+    def on_quit(self, exit_code: int, **_kwargs: object) -> None:
+        # Fired after Locust's summary, with the exit code it settled on.
+        run = self.run
+        if run.is_worker:
+            return
+        logging.getLogger("locust.stats_logger").info(format_table(run.hits.rows()) + "\n")
+        if run.settings.history_dir is not None:
+            path = run.settings.history_dir / RUN_FILE
+            try:
+                write_json(path, record(run, self.verdicts, exit_code))
+            except OSError as exc:
+                log.error(f"could not write {path}: {exc}")
+
+    def abort(self, message: str) -> None:
+        """Stop the test before it measures anything, with `message` and exit code 2."""
+        log.error(message)
+        self.run.error = message
+        runner = self.run.environment.runner
+        if runner is None:  # run_single_user
+            sys.exit(message)
+        options = self.run.environment.parsed_options
+        # Not from within test_start, which runs in the greenlet that quit() would kill.
+        gevent.spawn(runner.quit if options is None or options.headless else runner.stop)
