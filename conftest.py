@@ -1,64 +1,74 @@
-"""Fixtures shared by the tests and the benchmarks: a real Redis and fresh apps."""
+"""Fixtures shared by the tests and the benchmarks: real cache servers and fresh apps."""
 
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, suppress
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
-import redis
 from flask import Flask
 
-from cachebench.processes import RedisUnavailable, gunicorn_service, private_redis
-from cachebench.processes import redis_url as start_redis
+from cachebench.processes import gunicorn_service
+from cachebench.servers import SERVERS, ServerUnavailable, needed, private_server, server_address
 from service import create_app
 from service.cache import cache
 
 T = TypeVar("T")
 
 
-def no_redis(reason: str) -> None:
-    """Skip for want of Redis, except under CI, which must never go green with it untested."""
+def no_server(reason: str) -> None:
+    """Skip for want of a server, except under CI, which must never go green with it untested."""
     if os.environ.get("CI"):
-        pytest.fail(f"Redis is required when CI is set: {reason}")
+        pytest.fail(f"every cache server is required when CI is set: {reason}")
     pytest.skip(reason)
 
 
 def started(stack: ExitStack, server: AbstractContextManager[T]) -> T:
-    """Enter `server` on `stack`, or skip (fail under CI) if there is no Redis to start."""
+    """Enter `server` on `stack`, or skip (fail under CI) if there is none to start."""
     try:
         return stack.enter_context(server)
-    except RedisUnavailable as exc:
-        no_redis(str(exc))
-        raise  # not reached: no_redis skips or fails
+    except ServerUnavailable as exc:
+        no_server(str(exc))
+        raise  # not reached: no_server skips or fails
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """A real Redis for the session: REDIS_URL, or a private redis-server on a free port."""
+def cache_server() -> Iterator[Callable[[str], str]]:
+    """The address of a real server of each kind of cache_server(name) asked for (the names of
+    cachebench/servers.py), the first time for the session: its environment variable
+    (REDIS_URL, MEMCACHED_SERVERS), or a private one on a free port."""
     with ExitStack() as stack:
-        yield started(stack, start_redis())
+        addresses: dict[str, str] = {}
+
+        def address(name: str) -> str:
+            if name not in addresses:
+                addresses[name] = started(stack, server_address(SERVERS[name]))
+            return addresses[name]
+
+        yield address
 
 
 @pytest.fixture
-def stoppable_redis():
-    """A private redis-server this test may stop (never the shared REDIS_URL): (url, process)."""
+def stoppable_server() -> Iterator[Callable[[str], tuple[str, subprocess.Popen]]]:
+    """A private server of the kind stoppable_server(name) asks for, which this test may stop
+    (never the shared one of the environment): (address, process)."""
     with ExitStack() as stack:
-        yield started(stack, private_redis())
+        yield lambda name: started(stack, private_server(SERVERS[name]))
 
 
 def service_settings(tmp_path: Path, request: pytest.FixtureRequest, **settings: object) -> dict:
     """A test's service settings: its own database and cache directory, no simulated work,
-    the session's Redis for the redis backend, then the overrides given."""
+    the session's server for a backend that needs one, then the overrides given."""
     config = {
         "VIDEOS_DATABASE": str(tmp_path / "videos.sqlite"),
         "CACHE_DIR": str(tmp_path / "cache"),
         "VIDEOS_WORK_MS": 0,
         **settings,
     }
-    if config.get("CACHE_BACKEND") == "redis":
-        config.setdefault("CACHE_REDIS_URL", request.getfixturevalue("redis_url"))
+    for server in needed([config.get("CACHE_BACKEND")]):
+        config.setdefault(server.setting, request.getfixturevalue("cache_server")(server.name))
     return config
 
 
@@ -78,8 +88,8 @@ def make_app(tmp_path, request) -> Iterator[Callable[..., Flask]]:
 
     yield make
     for app in apps:
-        # A test may have stopped its Redis on purpose.
-        with app.app_context(), suppress(redis.exceptions.ConnectionError):
+        # A test may have stopped its server on purpose: whatever its client then raises.
+        with app.app_context(), suppress(Exception):
             cache.clear()
 
 

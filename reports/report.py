@@ -9,6 +9,7 @@ import html
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,6 @@ from reports.stats import UNSTABLE_CV, Estimate, change, estimate
 
 LATENCY_GROUPS = {"get_hit": "GET HIT", "get_miss": "GET MISS", "put": "PUT"}  # the tables
 CHARTED_LATENCY = "all"  # the chart: every operation
-CACHE_ORDER = ("none", "simple", "filesystem", "redis", "external")
 
 
 @dataclass
@@ -33,8 +33,16 @@ class Section:
     code: str | None = None
 
 
-def cells(summary: pd.DataFrame) -> pd.DataFrame:
-    """One row per scenario × cache over its quotable repeats: the figures of the report."""
+def cache_order(table: pd.DataFrame, listed: Sequence[str] = ()) -> list[str]:
+    """The configurations of `table`: in the order the run listed them (its --caches), then
+    any other (`external`) in the table's order, which is the matrix's, that of --caches."""
+    present = set(table["cache"])
+    return [c for c in dict.fromkeys([*listed, *table["cache"]]) if c in present]
+
+
+def cells(summary: pd.DataFrame, order: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per scenario × cache over its quotable repeats: the figures of the report,
+    the caches in `order` (by default the summary's)."""
     if summary.empty:
         return pd.DataFrame()
     quotable = summary[summary["invalid"] == ""]
@@ -76,9 +84,9 @@ def cells(summary: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     if table.empty:
         return table
-    order = {c: i for i, c in enumerate(CACHE_ORDER)}
+    rank = {c: i for i, c in enumerate(cache_order(summary, order))}
     return table.sort_values(
-        ["scenario", "cache"], key=lambda s: s.map(order) if s.name == "cache" else s
+        ["scenario", "cache"], key=lambda s: s.map(rank) if s.name == "cache" else s
     ).reset_index(drop=True)
 
 
@@ -174,11 +182,11 @@ def bounds_table(scenario_cells: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def charts(cell_table: pd.DataFrame, directory: Path) -> list[Path]:
+def charts(cell_table: pd.DataFrame, directory: Path, order: Sequence[str] = ()) -> list[Path]:
     """Throughput by configuration, latency percentiles, and hit rate against stale rate."""
     directory.mkdir(parents=True, exist_ok=True)
     scenarios = list(dict.fromkeys(cell_table["scenario"]))
-    caches = [c for c in CACHE_ORDER if c in set(cell_table["cache"])]
+    caches = cache_order(cell_table, order)
     width = 0.8 / max(len(caches), 1)
     paths = []
 
@@ -243,8 +251,9 @@ def build_sections(
     summary: pd.DataFrame, metadata: dict, skipped: dict[str, str], failures: list[str],
     chart_dir: Path,
 ) -> list[Section]:  # fmt: skip
-    cell_table = cells(summary)
     options = metadata["options"]
+    order = options.get("caches", ())
+    cell_table = cells(summary, order)
     sections = [Section("How this was measured", [
         f"Run `{metadata['run_id']}`, {metadata['started']} to {metadata['finished']}, commit "
         f"`{metadata['commit']}` on {metadata['machine']['cpu_count']} CPUs "
@@ -273,7 +282,7 @@ def build_sections(
         sections.append(Section(f"Scenario `{scenario}`", [verdict(scenario_cells)],
                                 comparison_table(scenario_cells)))  # fmt: skip
     if not cell_table.empty:
-        sections.append(Section("Charts", images=charts(cell_table, chart_dir)))
+        sections.append(Section("Charts", images=charts(cell_table, chart_dir, order)))
         for scenario in dict.fromkeys(cell_table["scenario"]):
             scenario_cells = cell_table[cell_table["scenario"] == scenario]
             sections.append(Section(f"Bounds, `{scenario}`", [], bounds_table(scenario_cells)))

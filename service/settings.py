@@ -8,7 +8,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-CACHE_BACKENDS = ("none", "simple", "filesystem", "redis")
+from service.backends import BACKENDS
+
+CACHE_BACKENDS = tuple(BACKENDS)
 CACHE_STRATEGIES = ("cached", "memoize", "memoize-fixed")
 STORES = ("sqlite", "memory")
 WORK_PHASES = ("before-read", "after-read")
@@ -78,8 +80,9 @@ SETTINGS: tuple[Setting, ...] = (
         "CACHE_BACKEND",
         "simple",
         choice(*CACHE_BACKENDS),
-        "Which cache: `none` (NullCache), `simple` (SimpleCache, per process, as in the "
-        "tutorial), `filesystem` (FileSystemCache in `CACHE_DIR`), `redis` (RedisCache).",
+        "Which cache: "
+        + ", ".join(f"`{b.name}` ({b.description})" for b in BACKENDS.values())
+        + ".",
     ),
     Setting(
         "CACHE_STRATEGY",

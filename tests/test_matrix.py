@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 
 from cachebench.matrix import Options, OptionsError, check_target, plan, validate
+from cachebench.servers import SERVERS, needed
+from service.settings import CACHE_BACKENDS
 
 CACHEBENCH = Path(sys.executable).with_name("cachebench")
-CACHES = ("none", "simple", "filesystem", "redis")
 SCENARIOS = ("read_heavy", "mixed", "write_heavy")
 
 
@@ -37,7 +38,7 @@ def test_a_remote_target_is_refused_unless_allowed(url):
 @pytest.mark.parametrize(
     ("changes", "says"),
     [
-        ({"caches": ("memcached",)}, "unknown cache 'memcached'"),
+        ({"caches": ("couchbase",)}, "unknown cache 'couchbase'"),
         ({"scenarios": ("nope",)}, "unknown scenario 'nope'"),
         ({"repeats": 0}, "--repeats must be at least 1"),
         ({"host": "ftp://127.0.0.1"}, "is not an http(s) URL"),
@@ -76,8 +77,10 @@ def cachebench(*args, env=None, timeout=240):
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory, redis_url):
+def quick_run(tmp_path_factory, cache_server):
     """One `cachebench run --quick` for the module (about a minute): its output directory."""
+    for server in needed(CACHE_BACKENDS):
+        cache_server(server.name)  # or skip, or fail under CI, as the tests of that server
     out = tmp_path_factory.mktemp("quick") / "run"
     result = cachebench("run", "--quick", "--keys", "20", "--out", out)
     said = f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
@@ -89,7 +92,7 @@ def quick_run(tmp_path_factory, redis_url):
 def test_quick_run_covers_the_matrix(quick_run):
     summary = pd.read_csv(quick_run / "summary.csv")
     assert sorted(zip(summary["cache"], summary["scenario"], strict=True)) == sorted(
-        (c, s) for c in CACHES for s in SCENARIOS
+        (c, s) for c in CACHE_BACKENDS for s in SCENARIOS
     )
     for run in summary.itertuples():
         directory = quick_run / "histories" / f"{run.cache}-{run.scenario}-r1"
@@ -104,7 +107,7 @@ def test_quick_run_measures_what_each_cache_buys_and_costs(quick_run):
     for scenario in SCENARIOS:
         assert summary.loc[("none", scenario), "stale_reads"] == 0
         assert summary.loc[("none", scenario), "hit_rate"] == 0
-    for cache in ("simple", "filesystem", "redis"):
+    for cache in [c for c in CACHE_BACKENDS if c != "none"]:
         assert summary.loc[(cache, "read_heavy"), "hit_rate"] > 0.5
     assert (summary["phantoms"] == 0).all()
     assert (summary["future_reads"] == 0).all()
@@ -127,18 +130,21 @@ def test_quick_run_writes_a_complete_report(quick_run):
     assert metadata["commit"]
 
 
-def test_without_redis_the_matrix_runs_and_says_why(tmp_path):
+@pytest.mark.parametrize("cache", [c for c in CACHE_BACKENDS if needed([c])])
+def test_without_its_server_a_cache_is_left_out_and_the_report_says_why(tmp_path, cache):
     out = tmp_path / "run"
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    env["PATH"] = str(tmp_path)  # no redis-server on it
+    env = {k: v for k, v in os.environ.items() if k not in {s.env_var for s in SERVERS.values()}}
+    env["PATH"] = str(tmp_path)  # no server on it
     result = cachebench(
-        "run", "--quick", "--caches", "none,redis", "--scenarios", "read_heavy", "--out", out,
+        "run", "--quick", "--caches", f"none,{cache}", "--scenarios", "read_heavy", "--out", out,
         env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "not run: redis: redis-server not found: install redis-server" in result.stderr
+    (server,) = needed([cache])
+    missing = f"{server.executable} not found: install {server.executable}"
+    assert f"not run: {cache}: {missing}" in result.stderr
     assert list(pd.read_csv(out / "summary.csv")["cache"]) == ["none"]
-    assert "`redis` was not run: redis-server not found" in (out / "report.md").read_text()
+    assert f"`{cache}` was not run: {missing}" in (out / "report.md").read_text()
 
 
 def test_a_server_of_ones_own_is_measured_as_external(tmp_path, serve):
