@@ -57,6 +57,21 @@ SERVERS = {
             install="install redis-server (Debian/Ubuntu: apt-get install redis-server; macOS: "
             "brew install redis) or set REDIS_URL to a Redis server you may write to",
         ),
+        Server(
+            name="memcached",
+            executable="memcached",
+            # Without UDP; it keeps nothing on disk. It refuses to run as root unless told
+            # which user to run as (this one, then); as any other user, -u is ignored.
+            args="-l 127.0.0.1 -p {port} -U 0 -u {user}",
+            ping=(b"version\r\n", b"VERSION "),
+            version_flag="-V",
+            address="127.0.0.1:{port}",
+            setting="CACHE_MEMCACHED_SERVERS",
+            env_var="MEMCACHED_SERVERS",
+            install="install memcached (Debian/Ubuntu: apt-get install memcached; macOS: brew "
+            "install memcached) or set MEMCACHED_SERVERS to the host:port of a memcached you "
+            "may flush",
+        ),
     )
 }
 

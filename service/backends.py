@@ -83,5 +83,13 @@ BACKENDS = {
             server="redis",
             client="redis",
         ),
+        Backend(
+            "memcached",
+            "service.cache_format.JSONMemcachedCache",
+            "MemcachedCache through pymemcache at `CACHE_MEMCACHED_SERVERS`",
+            config=settings_config("CACHE_MEMCACHED_SERVERS"),
+            server="memcached",
+            client="pymemcache",
+        ),
     )
 }
