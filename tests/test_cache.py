@@ -152,7 +152,7 @@ def test_server_down_serves_from_the_store_with_bypass(make_app, stoppable_serve
 
 @pytest.mark.parametrize("strategy", ["cached", "memoize-fixed"])
 def test_memcached_keys_over_250_bytes_are_never_cached_never_an_error(make_app, strategy):
-    """memcached takes keys of up to 250 bytes; the service's own are under 100 with the
+    """memcached takes keys of up to 250 bytes; the service's own are at most 142 with the
     default prefix, but CACHE_KEY_PREFIX can make them longer."""
     client = make_app(
         CACHE_BACKEND="memcached", CACHE_STRATEGY=strategy, CACHE_KEY_PREFIX="p" * 240
