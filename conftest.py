@@ -1,95 +1,116 @@
-"""Fixtures shared by the tests and the benchmarks: a real Redis and fresh apps."""
+"""Fixtures shared by the tests and the benchmarks: real cache servers and fresh apps."""
 
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, suppress
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
-import redis
 from flask import Flask
 
-from cachebench.processes import RedisUnavailable, gunicorn_service, private_redis
-from cachebench.processes import redis_url as start_redis
+from cachebench.processes import gunicorn_service
+from cachebench.servers import SERVERS, ServerUnavailable, needed, private_server, server_address
 from service import create_app
 from service.cache import cache
 
 T = TypeVar("T")
 
 
-def no_redis(reason: str) -> None:
-    """Skip for want of Redis, except under CI, which must never go green with it untested."""
+def no_server(reason: str) -> None:
+    """Skip for want of a server, except under CI, which must never go green with it untested."""
     if os.environ.get("CI"):
-        pytest.fail(f"Redis is required when CI is set: {reason}")
+        pytest.fail(f"every cache server is required when CI is set: {reason}")
     pytest.skip(reason)
 
 
 def started(stack: ExitStack, server: AbstractContextManager[T]) -> T:
-    """Enter `server` on `stack`, or skip (fail under CI) if there is no Redis to start."""
+    """Enter `server` on `stack`, or skip (fail under CI) if there is none to start."""
     try:
         return stack.enter_context(server)
-    except RedisUnavailable as exc:
-        no_redis(str(exc))
-        raise  # not reached: no_redis skips or fails
+    except ServerUnavailable as exc:
+        no_server(str(exc))
+        raise  # not reached: no_server skips or fails
 
 
-# The fixtures that start Redis, as collection sees them in a test's fixtures. A fixture asked
-# for by name while a test runs (make_app's for the redis backend) is not seen: redis_url
-# checks those.
-REDIS_FIXTURES = {"redis_server", "redis_url", "stoppable_redis"}
+def pytest_configure(config: pytest.Config) -> None:
+    for server in SERVERS.values():
+        config.addinivalue_line(
+            "markers",
+            f"{server.name}: needs a real {server.executable} (a private one, or {server.env_var})",
+        )
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark `redis` every test that needs Redis, so that `-m "not redis"` runs without one:
-    those using a Redis fixture, and those run with the redis backend."""
+    """Mark every test run with a backend that needs a server with that server's name (`redis`,
+    `memcached`), so that `-m "not redis"` runs without one. A test that asks for a server
+    otherwise carries the mark itself, which cache_server and stoppable_server check."""
     for item in items:
         callspec = getattr(item, "callspec", None)
         backend = callspec.params.get("backend") if callspec else None
-        if REDIS_FIXTURES & set(item.fixturenames) or backend == "redis":
-            item.add_marker(pytest.mark.redis)
+        for server in needed([backend] if isinstance(backend, str) else []):
+            item.add_marker(getattr(pytest.mark, server.name))
 
 
-def marked_redis(request: pytest.FixtureRequest) -> None:
-    """Fail a test that gets Redis without the `redis` mark: `-m "not redis"` would run it."""
-    if request.node.get_closest_marker("redis") is None:
-        pytest.fail(f"{request.node.nodeid} uses Redis: mark it @pytest.mark.redis")
+def marked(request: pytest.FixtureRequest, name: str) -> None:
+    """Fail a test that gets server `name` without its mark: `-m "not <name>"` would run it."""
+    if request.node.get_closest_marker(name) is None:
+        pytest.fail(f"{request.node.nodeid} uses {name}: mark it @pytest.mark.{name}")
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[str]:
-    """A real Redis for the session: REDIS_URL, or a private redis-server on a free port."""
+def session_servers() -> Iterator[Callable[[str], str]]:
+    """The address of a real server of each kind asked for (the names of cachebench/servers.py),
+    started the first time for the session: its environment variable (REDIS_URL,
+    MEMCACHED_SERVERS), or a private one on a free port."""
     with ExitStack() as stack:
-        yield started(stack, start_redis())
+        addresses: dict[str, str] = {}
+
+        def address(name: str) -> str:
+            if name not in addresses:
+                addresses[name] = started(stack, server_address(SERVERS[name]))
+            return addresses[name]
+
+        yield address
 
 
 @pytest.fixture
-def redis_url(request: pytest.FixtureRequest) -> str:
-    """The session's Redis, for a test marked `redis`: its URL."""
-    marked_redis(request)
-    return request.getfixturevalue("redis_server")
+def cache_server(request: pytest.FixtureRequest, session_servers) -> Callable[[str], str]:
+    """cache_server(name): the session's server of that kind, for a test marked `name`."""
+
+    def address(name: str) -> str:
+        marked(request, name)
+        return session_servers(name)
+
+    return address
 
 
 @pytest.fixture
-def stoppable_redis(request: pytest.FixtureRequest):
-    """A private redis-server this test may stop (never the shared REDIS_URL): (url, process)."""
-    marked_redis(request)
+def stoppable_server(request) -> Iterator[Callable[[str], tuple[str, subprocess.Popen]]]:
+    """stoppable_server(name): a private server of that kind, which this test may stop (never
+    the shared one of the environment), for a test marked `name`: (address, process)."""
     with ExitStack() as stack:
-        yield started(stack, private_redis())
+
+        def start(name: str) -> tuple[str, subprocess.Popen]:
+            marked(request, name)
+            return started(stack, private_server(SERVERS[name]))
+
+        yield start
 
 
 def service_settings(tmp_path: Path, request: pytest.FixtureRequest, **settings: object) -> dict:
     """A test's service settings: its own database and cache directory, no simulated work,
-    the session's Redis for the redis backend, then the overrides given."""
+    the session's server for a backend that needs one, then the overrides given."""
     config = {
         "VIDEOS_DATABASE": str(tmp_path / "videos.sqlite"),
         "CACHE_DIR": str(tmp_path / "cache"),
         "VIDEOS_WORK_MS": 0,
         **settings,
     }
-    if config.get("CACHE_BACKEND") == "redis":
-        config.setdefault("CACHE_REDIS_URL", request.getfixturevalue("redis_url"))
+    for server in needed([config.get("CACHE_BACKEND")]):
+        config.setdefault(server.setting, request.getfixturevalue("cache_server")(server.name))
     return config
 
 
@@ -109,8 +130,8 @@ def make_app(tmp_path, request) -> Iterator[Callable[..., Flask]]:
 
     yield make
     for app in apps:
-        # A test may have stopped its Redis on purpose.
-        with app.app_context(), suppress(redis.exceptions.ConnectionError):
+        # A test may have stopped its server on purpose: whatever its client then raises.
+        with app.app_context(), suppress(Exception):
             cache.clear()
 
 

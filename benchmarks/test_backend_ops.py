@@ -1,7 +1,7 @@
 """Each cache backend's raw operations on the value the service caches for a GET.
 
 The backends are taken from an app of the service, so they are configured as it configures
-them (FileSystemCache's directory and threshold, Redis's key prefix), and the value is the
+them (FileSystemCache's directory and threshold, the servers' key prefix), and the value is the
 one the service itself cached: what `@cache.cached` stores is the view's return value, the
 tuple `(video, 200)`, as JSON (service/cache_format.py) for every backend.
 """
@@ -13,11 +13,12 @@ import pytest
 from cachelib import BaseCache, FileSystemCache
 
 from service.cache import cache
+from service.settings import CACHE_BACKENDS
 from service.store import SEED
 
 pytestmark = pytest.mark.benchmark(group="backend-ops")
 
-BACKENDS = ["simple", "filesystem", "redis"]
+BACKENDS = [b for b in CACHE_BACKENDS if b != "none"]
 KEY = "get/videos/1"  # the cached strategy's key for GET /videos/1
 ROUNDS = 1000  # rounds of the benchmarks that need a setup before every call
 SLOW_ROUNDS = 20  # a set over FileSystemCache's threshold reads the whole directory

@@ -18,7 +18,7 @@ import tempfile
 import time
 import traceback
 from argparse import ArgumentTypeError
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,15 +28,9 @@ from urllib.parse import urlsplit
 import pandas as pd
 
 from cachebench.metadata import collect, run_conditions
-from cachebench.processes import (
-    RedisUnavailable,
-    ServerError,
-    gunicorn_service,
-    run_environment,
-    stop,
-)
-from cachebench.processes import redis_url as redis_url_or_private
+from cachebench.processes import ServerError, gunicorn_service, run_environment, stop
 from cachebench.scenarios import default_scenarios, scenarios
+from cachebench.servers import ServerUnavailable, needed, server_address
 from locust_cachebench.options import keys_count, zipf_exponent
 from reports.bounds import RunShape, run_bounds
 from reports.figures import figures
@@ -237,7 +231,7 @@ class MatrixResult:
 
 
 # Runs one cell of the matrix: (run, options, Redis URL or None, progress) -> its summary row.
-CellRunner = Callable[[Run, Options, str | None, Progress], dict]
+CellRunner = Callable[[Run, Options, Mapping[str, str], Progress], dict]
 
 
 def run_matrix(
@@ -250,19 +244,20 @@ def run_matrix(
     rows: list[dict] = []
     result = MatrixResult(pd.DataFrame(), {})
     with ExitStack() as stack:
-        redis_url = None
         caches = (EXTERNAL,) if options.host else options.caches
-        if "redis" in caches:
+        addresses = {}  # each server's service setting -> the address of the one started
+        for server in needed(caches):
             try:
-                redis_url = stack.enter_context(redis_url_or_private())
-            except RedisUnavailable as exc:
-                result.skipped["redis"] = str(exc)
-                caches = tuple(c for c in caches if c != "redis")
+                addresses[server.setting] = stack.enter_context(server_address(server))
+            except ServerUnavailable as exc:
+                left_out = [c for c in caches if server in needed([c])]
+                result.skipped.update(dict.fromkeys(left_out, str(exc)))
+                caches = tuple(c for c in caches if c not in left_out)
         try:
             for run in plan(options, caches):
                 # One run's failure, whatever it is, must not lose the runs that finished.
                 try:
-                    row = run_cell(run, options, redis_url, progress)
+                    row = run_cell(run, options, addresses, progress)
                 except Exception as exc:
                     error = failure(run, options, exc)
                     result.failures.append(f"{run.name}: {error}")
@@ -286,24 +281,26 @@ def failure(run: Run, options: Options, exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc} (traceback in {path})"
 
 
-def service_settings(options: Options, cache: str, workdir: Path, redis_url: str | None) -> dict:
+def service_settings(
+    options: Options, cache: str, workdir: Path, addresses: Mapping[str, str]
+) -> dict:
     return {
         "CACHE_BACKEND": cache,
         "CACHE_DIR": workdir / "cache",
-        "CACHE_REDIS_URL": redis_url,
+        **addresses,
         "VIDEOS_DATABASE": workdir / "videos.sqlite",
         **{setting: getattr(options, field_name) for field_name, _, setting in SERVICE_OPTIONS},
     }
 
 
-def run_one(run: Run, options: Options, redis_url: str | None, progress: Progress) -> dict:
+def run_one(run: Run, options: Options, addresses: Mapping[str, str], progress: Progress) -> dict:
     """One cell: a fresh service, Locust for warm-up + duration, final reads, the figures."""
     run_dir = options.out / "histories" / run.name
     run_dir.mkdir(parents=True, exist_ok=True)
     conditions = run_conditions()  # before this run adds its own load
     workdir = Path(tempfile.mkdtemp(prefix="cachebench-run-"))
     try:
-        settings = service_settings(options, run.cache, workdir, redis_url)
+        settings = service_settings(options, run.cache, workdir, addresses)
         with ExitStack() as stack:
             if options.host:
                 url = options.host

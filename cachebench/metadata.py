@@ -11,9 +11,13 @@ from importlib import metadata as package_metadata
 from pathlib import Path
 from statistics import mean
 
+from cachebench.servers import SERVERS
+from service.backends import BACKENDS
+
 PACKAGES = (
     "cachebench", "flask", "flask-restful", "flask-caching", "cachelib", "werkzeug",
-    "gunicorn", "redis", "locust", "pandas", "numpy", "scipy", "matplotlib",
+    "gunicorn", "locust", "pandas", "numpy", "scipy", "matplotlib",
+    *(backend.client for backend in BACKENDS.values() if backend.client),
 )  # fmt: skip
 PROJECT = Path(__file__).resolve().parents[1]
 SYS_CPU = Path("/sys/devices/system/cpu")
@@ -45,8 +49,11 @@ def versions() -> dict[str, str]:
             found[name] = package_metadata.version(name)
         except package_metadata.PackageNotFoundError:
             found[name] = "not installed"
-    redis_server = shutil.which("redis-server")
-    found["redis-server"] = _run([redis_server, "--version"]) if redis_server else "not found"
+    for server in SERVERS.values():
+        executable = shutil.which(server.executable)
+        found[server.executable] = (
+            _run([executable, server.version_flag]) if executable else "not found"
+        )
     return found
 
 

@@ -1,13 +1,12 @@
-"""Start the real servers the harness needs (a private Redis, the service under gunicorn) and
-stop them, with everything they started, whatever happens in between."""
+"""Start the real processes the harness needs (the service under gunicorn, the cache servers of
+cachebench/servers.py) and stop them, with everything they started, whatever happens in
+between."""
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -28,18 +27,10 @@ RUN_MARKER = "CACHEBENCH_RUN"
 INHERITED = ("PATH", "HOME", "TMPDIR", "LANG", "PYTHONPATH", "PYTHON_CPU_COUNT", "PYTHON_GIL",
              RUN_MARKER)  # fmt: skip
 INHERITED_PREFIX = "LC_"
-REDIS_HINT = (
-    "install redis-server (Debian/Ubuntu: apt-get install redis-server; macOS: brew install "
-    "redis) or set REDIS_URL to a Redis server you may write to"
-)
 
 
 class ServerError(RuntimeError):
     """A server could not be started; the message says why and what to do."""
-
-
-class RedisUnavailable(ServerError):
-    """No Redis to use: neither REDIS_URL nor a redis-server executable."""
 
 
 def free_port() -> int:
@@ -84,7 +75,7 @@ def _tail(log: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
-def _start(command: list[str], log: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen:
+def launch(command: list[str], log: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen:
     with log.open("ab") as out:
         return subprocess.Popen(
             command,
@@ -94,62 +85,6 @@ def _start(command: list[str], log: Path, env: Mapping[str, str] | None = None) 
             env=env,
             start_new_session=True,
         )
-
-
-def _redis_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-@contextmanager
-def private_redis(directory: Path | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
-    """A redis-server of our own on a free loopback port, keeping nothing on disk.
-
-    Yields its URL and process (so a test can stop it early); stopped on exit.
-    """
-    executable = shutil.which("redis-server")
-    if executable is None:
-        raise RedisUnavailable(f"redis-server not found: {REDIS_HINT}")
-    with tempfile.TemporaryDirectory(prefix="cachebench-redis-", dir=directory) as workdir:
-        log = Path(workdir) / "redis.log"
-        port = free_port()
-        process = _start(
-            [
-                executable,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                workdir,
-                "--daemonize",
-                "no",
-            ],
-            log,
-        )
-        try:
-            wait_until(lambda: _redis_ping(port), process, "redis-server", log)
-            yield f"redis://127.0.0.1:{port}/0", process
-        finally:
-            stop(process)
-
-
-@contextmanager
-def redis_url() -> Iterator[str]:
-    """REDIS_URL when it is set, else the URL of a private redis-server for the duration."""
-    if os.environ.get("REDIS_URL"):
-        yield os.environ["REDIS_URL"]
-        return
-    with private_redis() as (url, _process):
-        yield url
 
 
 def run_environment(settings: Mapping[str, object]) -> dict[str, str]:
@@ -176,7 +111,7 @@ def gunicorn_service(settings: Mapping[str, object], log: Path) -> Iterator[str]
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = run_environment({**settings, "SERVICE_BIND": f"127.0.0.1:{port}"})
-    process = _start(
+    process = launch(
         [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "service:create_app()"],
         log,
         env,

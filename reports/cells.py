@@ -4,6 +4,7 @@ Numbers only; report.py words and lays them out.
 """
 
 import math
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -13,11 +14,18 @@ from reports.stats import estimate
 
 # The latency groups of figures() a cell keeps: the report's tables and its chart.
 LATENCY_GROUPS = ("get_hit", "get_miss", "put", "all")
-CACHE_ORDER = ("none", "simple", "filesystem", "redis", "external")
 
 
-def cells(summary: pd.DataFrame) -> pd.DataFrame:
-    """One row per scenario × cache over its quotable repeats: the figures of the report."""
+def cache_order(table: pd.DataFrame, listed: Sequence[str] = ()) -> list[str]:
+    """The configurations of `table`: in the order the run listed them (its --caches), then
+    any other (`external`) in the table's order, which is the matrix's, that of --caches."""
+    present = set(table["cache"])
+    return [c for c in dict.fromkeys([*listed, *table["cache"]]) if c in present]
+
+
+def cells(summary: pd.DataFrame, order: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per scenario × cache over its quotable repeats: the figures of the report,
+    the caches in `order` (by default the summary's)."""
     if summary.empty:
         return pd.DataFrame()
     quotable = summary[summary["invalid"] == ""]
@@ -59,7 +67,7 @@ def cells(summary: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     if table.empty:
         return table
-    order = {c: i for i, c in enumerate(CACHE_ORDER)}
+    rank = {c: i for i, c in enumerate(cache_order(summary, order))}
     return table.sort_values(
-        ["scenario", "cache"], key=lambda s: s.map(order) if s.name == "cache" else s
+        ["scenario", "cache"], key=lambda s: s.map(rank) if s.name == "cache" else s
     ).reset_index(drop=True)

@@ -8,6 +8,7 @@ out (report.html from the Jinja2 template in templates/).
 import base64
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 from matplotlib.figure import Figure
 
-from reports.cells import CACHE_ORDER, cells
+from reports.cells import cache_order, cells
 from reports.figures import PERCENTILES
 from reports.stats import UNSTABLE_CV, Estimate, change
 
@@ -126,11 +127,11 @@ def bounds_table(scenario_cells: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def charts(cell_table: pd.DataFrame, directory: Path) -> list[Path]:
+def charts(cell_table: pd.DataFrame, directory: Path, order: Sequence[str] = ()) -> list[Path]:
     """Throughput by configuration, latency percentiles, and hit rate against stale rate."""
     directory.mkdir(parents=True, exist_ok=True)
     scenarios = list(dict.fromkeys(cell_table["scenario"]))
-    caches = [c for c in CACHE_ORDER if c in set(cell_table["cache"])]
+    caches = cache_order(cell_table, order)
     width = 0.8 / max(len(caches), 1)
     paths = []
 
@@ -195,7 +196,8 @@ def build_sections(
     summary: pd.DataFrame, metadata: dict, skipped: dict[str, str], failures: list[str],
     chart_dir: Path,
 ) -> list[Section]:  # fmt: skip
-    cell_table = cells(summary)
+    order = metadata["options"].get("caches", ())
+    cell_table = cells(summary, order)
     options = metadata["options"]
     sections = [Section("How this was measured", [
         f"Run `{metadata['run_id']}`, {metadata['started']} to {metadata['finished']}, commit "
@@ -225,7 +227,7 @@ def build_sections(
         sections.append(Section(f"Scenario `{scenario}`", [verdict(scenario_cells)],
                                 comparison_table(scenario_cells)))  # fmt: skip
     if not cell_table.empty:
-        sections.append(Section("Charts", images=charts(cell_table, chart_dir)))
+        sections.append(Section("Charts", images=charts(cell_table, chart_dir, order)))
         for scenario in dict.fromkeys(cell_table["scenario"]):
             scenario_cells = cell_table[cell_table["scenario"] == scenario]
             sections.append(Section(f"Bounds, `{scenario}`", [], bounds_table(scenario_cells)))

@@ -1,4 +1,5 @@
-"""The GET cache: one Flask-Caching extension, four backends, and the X-Cache header.
+"""The GET cache: one Flask-Caching extension, the backends of service/backends.py, and the
+X-Cache header.
 
 X-Cache tells clients what the cache did for a GET, so that hit rates can be measured from
 outside: HIT (served from the cache), MISS (the view ran and the cache was asked), BYPASS
@@ -8,8 +9,6 @@ Values are cached as JSON (service/cache_format.py): an entry that does not deco
 """
 
 import logging
-import os
-from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -21,6 +20,7 @@ from flask_caching.signals import (
     cache_view_miss,
 )
 
+from service.backends import BACKENDS
 from service.cache_format import UndecodableEntry
 from service.store import get_store
 
@@ -52,40 +52,21 @@ class JSONCache(Cache):
 
 cache = JSONCache()
 
-CACHE_TYPES = {
-    "none": "NullCache",
-    "simple": "service.cache_format.JSONSimpleCache",
-    "filesystem": "service.cache_format.JSONFileSystemCache",
-    "redis": "service.cache_format.JSONRedisCache",
-}
-
 
 def init_app(app: Flask) -> None:
     """Attach the cache selected by CACHE_BACKEND; call after the store is attached."""
-    backend = app.config["CACHE_BACKEND"]
+    backend = BACKENDS[app.config["CACHE_BACKEND"]]
     with app.app_context():
         deployment = get_store().deployment_id
     config = {
-        "CACHE_TYPE": CACHE_TYPES[backend],
+        "CACHE_TYPE": backend.cache_type,
         "CACHE_NO_NULL_WARNING": True,
         "CACHE_ENABLE_SIGNALS": True,
         "CACHE_KEY_PREFIX": app.config["CACHE_KEY_PREFIX"] or f"cachebench:{deployment}:",
+        **backend.config(app, deployment),
     }
-    if backend == "filesystem":
-        # FileSystemCache has no key prefix: a directory per deployment keeps runs apart.
-        base = Path(app.config["CACHE_DIR"] or Path(app.instance_path) / "cache")
-        # A base directory that exists is the operator's, left as it is (it may be /tmp).
-        base.mkdir(mode=0o700, parents=True, exist_ok=True)
-        config["CACHE_DIR"] = str(private_directory(base / deployment))
     cache.init_app(app, config)
     app.after_request(add_x_cache_header)
-
-
-def private_directory(path: Path) -> Path:
-    """Make the deployment's own directory `path`, readable by this user only."""
-    path.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(path, 0o700)  # mkdir's mode yields to the umask
-    return path
 
 
 def mark_view_ran() -> None:

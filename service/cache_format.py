@@ -10,8 +10,10 @@ comes back is what was stored: a tuple stays a tuple, and the 404 that Flask-Cac
 import json
 from typing import IO, Any, ClassVar
 
+from flask import Flask
 from flask.json.tag import JSONTag, PassDict, PassList, TagDict, TaggedJSONSerializer, TagTuple
-from flask_caching.backends import FileSystemCache, RedisCache, SimpleCache
+from flask_caching.backends import FileSystemCache, MemcachedCache, RedisCache, SimpleCache
+from pymemcache.client.base import PooledClient
 from werkzeug.exceptions import HTTPException, default_exceptions
 
 
@@ -68,7 +70,8 @@ class CacheJSON(TaggedJSONSerializer):
 
 class JSONSerializer:
     """cachelib's serializer interface over CacheJSON: dumps/loads for Redis and SimpleCache,
-    dump/load for FileSystemCache's files (after the expiry it writes and reads itself).
+    dump/load for FileSystemCache's files (after the expiry it writes and reads itself), and
+    pymemcache's serde interface, serialize/deserialize, for memcached.
 
     An integer is its ASCII digits, as cachelib's Redis serializer writes it, so Redis's
     INCRBY still works on it.
@@ -93,6 +96,14 @@ class JSONSerializer:
     def load(self, f: IO[bytes]) -> Any:
         return self.loads(f.read())
 
+    def serialize(self, key: bytes, value: Any) -> tuple[bytes, int]:
+        return self.dumps(value), 0
+
+    def deserialize(self, key: bytes, value: bytes, flags: int) -> Any:
+        # The flags are another client's word for its format (1: pickled); whatever they
+        # say, the value is read as JSON.
+        return self.loads(value)
+
 
 # The serializer is a class attribute, so that it is already in place when a backend's
 # constructor writes (FileSystemCache writes its entry count there).
@@ -106,3 +117,44 @@ class JSONFileSystemCache(FileSystemCache):
 
 class JSONRedisCache(RedisCache):
     serializer = JSONSerializer()
+
+
+# Seconds pymemcache waits to connect to memcached, and for each send or receive. Its default
+# is to wait forever: a memcached that stops answering would hold every request until
+# gunicorn kills the worker. A loopback round trip takes well under a millisecond; after a
+# second the request goes on without the cache (BYPASS), as when memcached is down.
+MEMCACHED_TIMEOUT_S = 1.0
+
+
+class JSONMemcachedCache(MemcachedCache):
+    """Flask-Caching's memcached backend over pymemcache, with the JSON serializer as its serde
+    (pymemcache's own pickles whatever is not a string or an integer)."""
+
+    serializer = JSONSerializer()
+
+    @classmethod
+    def factory(cls, app: Flask, config: dict, args: list, kwargs: dict) -> "JSONMemcachedCache":
+        # One server, a pool of connections to it for the threads of a worker. pymemcache's
+        # client of several servers (HashClient) answers a miss and skips a delete, without a
+        # word, while a server is failing: a failed invalidation would pass unseen.
+        client = PooledClient(
+            config["CACHE_MEMCACHED_SERVERS"],
+            serde=cls.serializer,
+            connect_timeout=MEMCACHED_TIMEOUT_S,
+            timeout=MEMCACHED_TIMEOUT_S,
+            # Wait for memcached's answer to every command: a PUT is answered only once its
+            # invalidation is done, and a failed one raises (X-Cache: BYPASS).
+            default_noreply=False,
+        )
+        # cachelib takes a client object in place of the server list.
+        return super().factory(app, {**config, "CACHE_MEMCACHED_SERVERS": client}, args, kwargs)
+
+    def __del__(self) -> None:
+        # A dropped app (the tests make hundreds) would otherwise leave its connections to
+        # the garbage collector, which warns of every socket still open.
+        self._client.close()
+
+    def has(self, key: str) -> bool:
+        # cachelib asks memcached by appending "" to the value, which the serde would turn
+        # into `""`, spoiling the value: read it instead.
+        return self.get(key) is not None

@@ -9,7 +9,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-CACHE_BACKENDS = ("none", "simple", "filesystem", "redis")
+from service.backends import BACKENDS
+
+CACHE_BACKENDS = tuple(BACKENDS)
 CACHE_STRATEGIES = ("cached", "memoize", "memoize-fixed")
 STORES = ("sqlite", "memory")
 WORK_PHASES = ("before-read", "after-read")
@@ -71,6 +73,13 @@ def text(value: Any) -> str:
     return value
 
 
+def host_port(value: Any) -> str:
+    host, _, port = text(value).rpartition(":")
+    if not host or "," in host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be one server as host:port, such as 127.0.0.1:11211")
+    return value
+
+
 def boolean(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -84,8 +93,9 @@ SETTINGS: tuple[Setting, ...] = (
         "CACHE_BACKEND",
         "simple",
         choice(*CACHE_BACKENDS),
-        "Which cache: `none` (NullCache), `simple` (SimpleCache, per process, as in the "
-        "tutorial), `filesystem` (FileSystemCache in `CACHE_DIR`), `redis` (RedisCache).",
+        "Which cache: "
+        + ", ".join(f"`{b.name}` ({b.description})" for b in BACKENDS.values())
+        + ".",
     ),
     Setting(
         "CACHE_STRATEGY",
@@ -119,11 +129,17 @@ SETTINGS: tuple[Setting, ...] = (
         "CACHE_REDIS_URL", "redis://127.0.0.1:6379/0", text, "Redis server of the `redis` backend."
     ),
     Setting(
+        "CACHE_MEMCACHED_SERVERS",
+        "127.0.0.1:11211",
+        host_port,
+        "memcached server of the `memcached` backend, one `host:port`.",
+    ),
+    Setting(
         "CACHE_KEY_PREFIX",
         None,
         optional(text),
-        "Redis key prefix. Unset: `cachebench:<deployment>:`, where the deployment id is made "
-        "when the store is created, so runs never see each other's keys.",
+        "Key prefix in Redis and memcached. Unset: `cachebench:<deployment>:`, where the "
+        "deployment id is made when the store is created, so runs never see each other's keys.",
     ),
     Setting(
         "VIDEOS_STORE",

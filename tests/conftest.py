@@ -2,14 +2,15 @@
 
 import pytest
 
+from cachebench.servers import needed
 from service.settings import CACHE_BACKENDS, CACHE_STRATEGIES
 
 
 @pytest.fixture(params=CACHE_BACKENDS)
 def backend(request):
-    """Each of the four cache backends (Redis is a real server)."""
-    if request.param == "redis":
-        request.getfixturevalue("redis_url")
+    """Each cache backend (those that need a server get a real one)."""
+    for server in needed([request.param]):
+        request.getfixturevalue("cache_server")(server.name)
     return request.param
 
 

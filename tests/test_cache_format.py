@@ -1,6 +1,7 @@
 """What the caches hold: JSON data, so an entry planted by whoever can write there is a miss,
 never code the service runs."""
 
+import importlib
 import json
 import logging
 import os
@@ -9,11 +10,16 @@ import struct
 
 import pytest
 from flask_caching.signals import cache_memoize_miss, cache_view_miss
+from raw_cache import full_key, raw_cache
 
+from service.backends import BACKENDS
 from service.cache import cache
+from service.cache_format import JSONSerializer
+from service.settings import CACHE_BACKENDS
 from service.store import SEED
 
-SHARED_BACKENDS = ["redis", "filesystem"]  # the ones another process can write to
+# The ones another process can write to: a directory, a server.
+SHARED_BACKENDS = ["filesystem", *(b for b in CACHE_BACKENDS if BACKENDS[b].server)]
 FILE_HEADER = struct.pack("I", 0)  # FileSystemCache's expiry before the value: 0 is never
 
 
@@ -25,12 +31,6 @@ class Planted:
 
     def __reduce__(self):
         return os.mkdir, (self.marker,)
-
-
-def pickled(backend, marker):
-    """A Planted value as cachelib's default serializers would read it back from `backend`."""
-    value = pickle.dumps(Planted(str(marker)))
-    return b"!" + value if backend == "redis" else value
 
 
 def backend_of(app):
@@ -45,26 +45,30 @@ def write_entry(path, value):
 
 
 def plant(app, backend, key, value):
-    """Write `value` where `app`'s cache keeps `key`, as an intruder would: not through it."""
-    backend_cache = backend_of(app)
-    if backend == "redis":
-        backend_cache._write_client.set(backend_cache.key_prefix + key, value)
-    else:
-        write_entry(backend_cache._get_filename(key), value)
+    """Write `value` where `app`'s cache keeps `key`, as an intruder would: not through it.
+    Bytes are written as they are, anything else pickled as the backend's own client would."""
+    if backend == "filesystem":
+        data = value if isinstance(value, bytes) else pickle.dumps(value)
+        write_entry(backend_of(app)._get_filename(key), data)
+        return
+    with raw_cache(app) as server:
+        server.set(full_key(app, key), value)
 
 
 def plant_everywhere(app, backend, value):
-    """Replace every value the cache holds for `app` (memoize's versions too) with `value`."""
+    """Replace every value the cache holds for `app` (memoize's versions too) with `value`,
+    pickled as the backend's own client would."""
     backend_cache = backend_of(app)
-    if backend == "redis":
-        names = list(backend_cache._read_client.scan_iter(match=f"{backend_cache.key_prefix}*"))
-        for name in names:
-            backend_cache._write_client.set(name, value)
-    else:
+    if backend == "filesystem":
         directory = backend_cache._path
         names = [n for n in os.listdir(directory) if not backend_cache._is_mgmt(n)]
         for name in names:
-            write_entry(os.path.join(directory, name), value)
+            write_entry(os.path.join(directory, name), pickle.dumps(value))
+    else:
+        with raw_cache(app) as server:
+            names = server.keys(backend_cache.key_prefix)
+            for name in names:
+                server.set(name, value)
     assert names
 
 
@@ -92,7 +96,7 @@ def test_a_planted_pickle_is_a_miss_never_code(make_app, backend, strategy, tmp_
     client = app.test_client()
     assert_served_from_the_store(client.get("/videos/1"), "MISS")
     marker = tmp_path / "planted-code-ran"
-    plant_everywhere(app, backend, pickled(backend, marker))
+    plant_everywhere(app, backend, Planted(str(marker)))
     with caplog.at_level(logging.WARNING):
         response = client.get("/videos/1")
     assert not marker.exists()
@@ -141,10 +145,18 @@ def test_a_hit_answers_what_the_miss_did(make_app, backend, strategy, path, stat
 def test_the_cached_video_is_stored_as_json(make_app, backend):
     app = make_app(CACHE_BACKEND=backend)
     app.test_client().get("/videos/1")
-    backend_cache = backend_of(app)
-    if backend == "redis":
-        stored = backend_cache._read_client.get(backend_cache.key_prefix + "get/videos/1")
-    else:
-        with open(backend_cache._get_filename("get/videos/1"), "rb") as f:
+    if backend == "filesystem":
+        with open(backend_of(app)._get_filename("get/videos/1"), "rb") as f:
             stored = f.read()[len(FILE_HEADER) :]
+    else:
+        with raw_cache(app) as server:
+            stored = server.get(full_key(app, "get/videos/1"))
     assert json.loads(stored) == {" t": [SEED[1], 200]}
+
+
+@pytest.mark.parametrize("backend", [b for b in CACHE_BACKENDS if b != "none"])
+def test_every_backend_that_caches_stores_json(backend):
+    """A backend added to service/backends.py must be a JSON class of cache_format.py."""
+    module, _, name = BACKENDS[backend].cache_type.rpartition(".")
+    assert module == "service.cache_format"
+    assert isinstance(getattr(importlib.import_module(module), name).serializer, JSONSerializer)

@@ -30,10 +30,19 @@ from cachebench.matrix import (
 )
 from cachebench.metadata import cpu_list
 from cachebench.processes import ServerError
+from cachebench.scenarios import default_scenarios
+from cachebench.servers import SERVERS, needed
+from service.settings import CACHE_BACKENDS
 
 CACHEBENCH = Path(sys.executable).with_name("cachebench")
-CACHES = ("none", "simple", "filesystem", "redis")
-SCENARIOS = ("read_heavy", "mixed", "write_heavy")
+SCENARIOS = default_scenarios()
+
+
+def needs_every_server(test):
+    """The mark of every cache server (see conftest.py): the test's run uses them all."""
+    for name in SERVERS:
+        test = getattr(pytest.mark, name)(test)
+    return test
 
 
 @pytest.mark.parametrize(
@@ -53,7 +62,7 @@ def test_a_remote_target_is_refused_unless_allowed(url):
 @pytest.mark.parametrize(
     ("changes", "says"),
     [
-        ({"caches": ("memcached",)}, "unknown cache 'memcached'"),
+        ({"caches": ("couchbase",)}, "unknown cache 'couchbase'"),
         ({"scenarios": ("nope",)}, "unknown scenario 'nope'"),
         ({"repeats": 0}, "--repeats must be at least 1"),
         ({"host": "ftp://127.0.0.1"}, "is not an http(s) URL"),
@@ -178,7 +187,7 @@ def cells_that(**outcomes):
     summary row, as run_one does. It keeps the names of the runs it was asked for."""
     asked = []
 
-    def run_cell(run, options, redis_url, progress):
+    def run_cell(run, options, addresses, progress):
         asked.append(run.name)
         if run.name in outcomes:
             raise outcomes[run.name]
@@ -228,18 +237,20 @@ def test_an_interrupted_matrix_keeps_the_runs_that_finished_and_runs_no_more(tmp
     assert result.failures == []
 
 
-def test_without_redis_the_matrix_leaves_it_out_and_says_why(tmp_path, monkeypatch):
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    monkeypatch.setenv("PATH", str(tmp_path))  # no redis-server on it
-    options = Options(caches=("none", "redis"), scenarios=("mixed",), repeats=1, out=tmp_path)
+@pytest.mark.parametrize("cache", [c for c in CACHE_BACKENDS if needed([c])])
+def test_without_its_server_the_matrix_leaves_a_cache_out_and_says_why(
+    tmp_path, monkeypatch, cache
+):
+    (server,) = needed([cache])
+    monkeypatch.delenv(server.env_var, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no server on it
+    options = Options(caches=("none", cache), scenarios=("mixed",), repeats=1, out=tmp_path)
     run_cell = cells_that()
     result = run_matrix(options, Told(), run_cell)
     assert run_cell.asked == ["none-mixed-r1"]
-    assert result.skipped == {
-        "redis": "redis-server not found: install redis-server (Debian/Ubuntu: apt-get install "
-        "redis-server; macOS: brew install redis) or set REDIS_URL to a Redis server you may "
-        "write to"
-    }
+    assert list(result.skipped) == [cache]
+    assert result.skipped[cache].startswith(f"{server.executable} not found: install ")
+    assert server.env_var in result.skipped[cache]
     assert list(result.summary["cache"]) == ["none"]
 
 
@@ -261,14 +272,17 @@ def test_quick_runs_every_cell_of_the_default_matrix_once():
     options = options_from(build_parser().parse_args(["run", "--quick"]))
     runs = plan(options, options.caches)
     assert sorted((r.cache, r.scenario, r.repeat) for r in runs) == sorted(
-        (c, s, 1) for c in CACHES for s in SCENARIOS
+        (c, s, 1) for c in CACHE_BACKENDS for s in SCENARIOS
     )
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory, redis_server):
+def quick_run(tmp_path_factory, session_servers):
     """One `cachebench run --quick` of every cache under the scenario a cache is built for
-    (the other scenarios would add time, not checks): its output directory."""
+    (the other scenarios would add time, not checks): its output directory. Its tests carry
+    every server's mark (needs_every_server)."""
+    for server in needed(CACHE_BACKENDS):
+        session_servers(server.name)  # or skip, or fail under CI, as the tests of that server
     out = tmp_path_factory.mktemp("quick") / "run"
     result = cachebench("run", "--quick", "--keys", "20", "--scenarios", "read_heavy", "--out", out)
     said = f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
@@ -277,10 +291,11 @@ def quick_run(tmp_path_factory, redis_server):
     return out
 
 
+@needs_every_server
 def test_quick_run_runs_the_cells_asked_for(quick_run):
     summary = pd.read_csv(quick_run / "summary.csv")
     assert list(zip(summary["cache"], summary["scenario"], strict=True)) == [
-        (c, "read_heavy") for c in CACHES
+        (c, "read_heavy") for c in CACHE_BACKENDS
     ]
     # Each run's conditions, recorded as it started.
     assert (summary["load_avg_1m"] >= 0).all()
@@ -291,13 +306,14 @@ def test_quick_run_runs_the_cells_asked_for(quick_run):
         assert (directory / "final-reads.csv").is_file()
 
 
+@needs_every_server
 def test_quick_run_measures_what_each_cache_buys_and_costs(quick_run):
     summary = pd.read_csv(quick_run / "summary.csv").set_index(["cache", "scenario"])
     # SimpleCache is per gunicorn worker: a write invalidates one of two copies.
     assert summary.loc[("simple", "read_heavy"), "stale_reads"] > 0
     assert summary.loc[("none", "read_heavy"), "stale_reads"] == 0
     assert summary.loc[("none", "read_heavy"), "hit_rate"] == 0
-    for cache in ("simple", "filesystem", "redis"):
+    for cache in [c for c in CACHE_BACKENDS if c != "none"]:
         assert summary.loc[(cache, "read_heavy"), "hit_rate"] > 0.5
     assert (summary["phantoms"] == 0).all()
     assert (summary["future_reads"] == 0).all()
@@ -305,6 +321,7 @@ def test_quick_run_measures_what_each_cache_buys_and_costs(quick_run):
     assert (summary["final_reads"] > 0).all()
 
 
+@needs_every_server
 def test_quick_run_writes_a_complete_report(quick_run):
     report = (quick_run / "report.md").read_text()
     for heading in ("How this was measured", "Scenario `read_heavy`", "Charts",
@@ -321,18 +338,21 @@ def test_quick_run_writes_a_complete_report(quick_run):
     assert re.fullmatch(r"[0-9a-f]{12}(-dirty)?|unknown \(not a git checkout\)", metadata["commit"])
 
 
-def test_without_redis_the_matrix_runs_and_says_why(tmp_path):
+@pytest.mark.parametrize("cache", [c for c in CACHE_BACKENDS if needed([c])])
+def test_without_its_server_a_cache_is_left_out_and_the_report_says_why(tmp_path, cache):
     out = tmp_path / "run"
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    env["PATH"] = str(tmp_path)  # no redis-server on it
+    env = {k: v for k, v in os.environ.items() if k not in {s.env_var for s in SERVERS.values()}}
+    env["PATH"] = str(tmp_path)  # no server on it
     result = cachebench(
-        "run", "--quick", "--caches", "none,redis", "--scenarios", "read_heavy", "--out", out,
+        "run", "--quick", "--caches", f"none,{cache}", "--scenarios", "read_heavy", "--out", out,
         env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "not run: redis: redis-server not found: install redis-server" in result.stderr
+    (server,) = needed([cache])
+    missing = f"{server.executable} not found: install {server.executable}"
+    assert f"not run: {cache}: {missing}" in result.stderr
     assert list(pd.read_csv(out / "summary.csv")["cache"]) == ["none"]
-    assert "`redis` was not run: redis-server not found" in (out / "report.md").read_text()
+    assert f"`{cache}` was not run: {missing}" in (out / "report.md").read_text()
 
 
 def test_locusts_own_settings_of_the_caller_do_not_change_a_run(tmp_path):

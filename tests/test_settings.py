@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from service import create_app
-from service.settings import SETTINGS, SettingError, defaults, parse_settings
+from service.settings import CACHE_BACKENDS, SETTINGS, SettingError, defaults, parse_settings
 
 README = Path(__file__).parents[1] / "README.md"
 
@@ -35,7 +35,10 @@ def test_defaults_follow_the_tutorial():
 @pytest.mark.parametrize(
     ("name", "value", "says"),
     [
-        ("CACHE_BACKEND", "memcached", "must be one of none, simple, filesystem, redis"),
+        ("CACHE_BACKEND", "couchbase", f"must be one of {', '.join(CACHE_BACKENDS)}"),
+        ("CACHE_MEMCACHED_SERVERS", "127.0.0.1", "must be one server as host:port"),
+        ("CACHE_MEMCACHED_SERVERS", "a:1,b:2", "must be one server as host:port"),
+        ("CACHE_MEMCACHED_SERVERS", "127.0.0.1:65536", "must be one server as host:port"),
         ("CACHE_STRATEGY", "lru", "must be one of cached, memoize, memoize-fixed"),
         ("VIDEOS_WORK_MS", "fast", "must be a whole number"),
         ("VIDEOS_WORK_MS", "-1", "must be a whole number from 0"),

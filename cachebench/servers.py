@@ -1,0 +1,133 @@
+"""The servers the cache backends need, as data, and a private instance of each on a free
+loopback port, or the user's own server named in the environment.
+
+A backend names its server in service/backends.py; the matrix, the metadata and the tests
+find here how to start it, ping it, record its version and point the service at it.
+"""
+
+import os
+import pwd
+import shlex
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cachebench.processes import (
+    ServerError,
+    free_port,
+    launch,
+    run_environment,
+    stop,
+    wait_until,
+)
+from service.backends import BACKENDS
+
+
+class ServerUnavailable(ServerError):
+    """No server to use: neither its environment variable nor its executable."""
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str  # as the backends name it
+    executable: str
+    # A private instance's arguments, split as a shell would, then {port}, {workdir} (its
+    # temporary directory) and {user} (this process's) filled in.
+    args: str
+    ping: tuple[bytes, bytes]  # a command, and how the answer starts once it is ready
+    version_flag: str  # the executable's option that prints its version
+    address: str  # what the service setting takes, {port} filled in
+    setting: str  # the service setting the address fills
+    env_var: str  # names a server of the user's own, used instead of a private one
+    install: str  # how to get one
+
+
+SERVERS = {
+    server.name: server
+    for server in (
+        Server(
+            name="redis",
+            executable="redis-server",
+            # Nothing saved: its directory is a temporary one, removed when it stops.
+            args="--bind 127.0.0.1 --port {port} --save '' --appendonly no --dir {workdir} "
+            "--daemonize no",
+            ping=(b"PING\r\n", b"+PONG"),
+            version_flag="--version",
+            address="redis://127.0.0.1:{port}/0",
+            setting="CACHE_REDIS_URL",
+            env_var="REDIS_URL",
+            install="install redis-server (Debian/Ubuntu: apt-get install redis-server; macOS: "
+            "brew install redis) or set REDIS_URL to a Redis server you may write to",
+        ),
+        Server(
+            name="memcached",
+            executable="memcached",
+            # Without UDP; it keeps nothing on disk. It refuses to run as root unless told
+            # which user to run as (this one, then); as any other user, -u is ignored.
+            args="-l 127.0.0.1 -p {port} -U 0 -u {user}",
+            ping=(b"version\r\n", b"VERSION "),
+            version_flag="-V",
+            address="127.0.0.1:{port}",
+            setting="CACHE_MEMCACHED_SERVERS",
+            env_var="MEMCACHED_SERVERS",
+            install="install memcached (Debian/Ubuntu: apt-get install memcached; macOS: brew "
+            "install memcached) or set MEMCACHED_SERVERS to the host:port of a memcached you "
+            "may flush",
+        ),
+    )
+}
+
+
+def needed(caches: Iterable[str]) -> list[Server]:
+    """The servers the backends among `caches` need, each once, in their order."""
+    names = [BACKENDS[c].server for c in caches if c in BACKENDS and BACKENDS[c].server]
+    return [SERVERS[name] for name in dict.fromkeys(names)]
+
+
+def answers(server: Server, port: int) -> bool:
+    command, answer = server.ping
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(command)
+            return sock.recv(64).startswith(answer)
+    except OSError:
+        return False
+
+
+@contextmanager
+def private_server(
+    server: Server, directory: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A server of our own on a free loopback port, keeping nothing on disk.
+
+    Yields its address and process (so a test can stop it early); stopped on exit.
+    """
+    executable = shutil.which(server.executable)
+    if executable is None:
+        raise ServerUnavailable(f"{server.executable} not found: {server.install}")
+    with tempfile.TemporaryDirectory(prefix=f"cachebench-{server.name}-", dir=directory) as workdir:
+        log = Path(workdir) / f"{server.name}.log"
+        port = free_port()
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        args = [a.format(port=port, workdir=workdir, user=user) for a in shlex.split(server.args)]
+        process = launch([executable, *args], log, run_environment({}))
+        try:
+            wait_until(lambda: answers(server, port), process, server.executable, log)
+            yield server.address.format(port=port), process
+        finally:
+            stop(process)
+
+
+@contextmanager
+def server_address(server: Server) -> Iterator[str]:
+    """The server in its environment variable when set, else a private one for the duration."""
+    if os.environ.get(server.env_var):
+        yield os.environ[server.env_var]
+        return
+    with private_server(server) as (address, _process):
+        yield address
