@@ -133,6 +133,9 @@ def make_app(tmp_path, request) -> Iterator[Callable[..., Flask]]:
         # A test may have stopped its server on purpose: whatever its client then raises.
         with app.app_context(), suppress(Exception):
             cache.clear()
+        with app.app_context():
+            # The backends with connections close them (service/cache_format.py).
+            getattr(cache.cache, "close", lambda: None)()
 
 
 @pytest.fixture

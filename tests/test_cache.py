@@ -150,6 +150,7 @@ def test_server_down_serves_from_the_store_with_bypass(make_app, stoppable_serve
     assert any("cache" in r.getMessage().lower() for r in caplog.records)
 
 
+@pytest.mark.memcached
 @pytest.mark.parametrize("strategy", ["cached", "memoize-fixed"])
 def test_memcached_keys_over_250_bytes_are_never_cached_never_an_error(make_app, strategy):
     """memcached takes keys of up to 250 bytes; the service's own are at most 142 with the
@@ -169,6 +170,7 @@ def test_memcached_keys_over_250_bytes_are_never_cached_never_an_error(make_app,
     assert client.get("/videos/1").status_code == 404
 
 
+@pytest.mark.memcached
 def test_memcached_refuses_a_value_over_1_mb_and_drops_the_old_one(make_app):
     """The service's values are a video of at most a few hundred bytes; a value over
     memcached's item size (1 MB) fails to set, and memcached removes the key's old value,

@@ -5,8 +5,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# Its tests get Redis every way there is: the backend fixture, a backend parameter, redis_url
-# and stoppable_redis.
+# Its tests get Redis every way there is: the backend fixture, a backend parameter, and
+# cache_server and stoppable_server.
 FILES = ("tests/test_cache.py",)
 
 
@@ -34,8 +34,8 @@ def test_not_redis_leaves_out_the_tests_that_need_redis_and_keeps_the_others():
     needing = {
         "tests/test_cache.py::test_first_get_misses_next_hits_get_after_put_misses[redis-cached]",
         "tests/test_cache.py::test_memoize_almost_never_hits_and_fixed_always_does[redis]",
-        "tests/test_cache.py::test_redis_keys_carry_a_prefix_per_deployment",
-        "tests/test_cache.py::test_redis_down_serves_from_the_store_with_bypass",
+        "tests/test_cache.py::test_server_keys_carry_a_prefix_per_deployment[redis]",
+        "tests/test_cache.py::test_server_down_serves_from_the_store_with_bypass[redis]",
     }
     assert needing <= marked
     assert not needing & kept
