@@ -7,6 +7,7 @@ finished are kept.
 
 import importlib.util
 import ipaddress
+import itertools
 import json
 import math
 import os
@@ -33,6 +34,7 @@ from cachebench.scenarios import default_scenarios, scenarios
 from cachebench.servers import ServerUnavailable, needed, server_address
 from locust_cachebench.options import keys_count, zipf_exponent
 from reports.bounds import RunShape, run_bounds
+from reports.cells import configurations
 from reports.figures import figures
 from reports.history import (
     HistoryError,
@@ -91,6 +93,12 @@ class Options:
     host: str | None = None
     allow_remote: bool = False
     out: Path = field(default_factory=lambda: Path("reports/runs") / time.strftime("%Y%m%d-%H%M%S"))
+
+    def dimensions(self) -> list[tuple[str, tuple[str, ...]]]:
+        """The matrix's dimensions besides cache, scenario and repeat: (name, values) each,
+        a column of summary.csv and part of a run's `variant`. None yet: a new dimension
+        (a fault, a strategy) is an option whose values are listed here."""
+        return []
 
 
 # A smoke run: every cell once, briefly, with a short work time so that even the runs
@@ -198,21 +206,35 @@ class Run:
     repeat: int
     index: int
     total: int
+    # The run's value of each of the matrix's other dimensions (Options.dimensions).
+    variant: tuple[tuple[str, str], ...] = ()
 
     @property
     def name(self) -> str:
-        return f"{self.cache}-{self.scenario}-r{self.repeat}"
+        values = "".join(f"-{value}" for _, value in self.variant)
+        return f"{self.cache}-{self.scenario}{values}-r{self.repeat}"
+
+    @property
+    def variant_label(self) -> str:
+        """As summary.csv's `variant` column has it: `name=value,...`, empty for none."""
+        return ",".join(f"{name}={value}" for name, value in self.variant)
 
 
 def plan(options: Options, caches: tuple[str, ...]) -> list[Run]:
-    """Repeats outermost, so that drift of a shared machine spreads over all cells."""
+    """Repeats outermost, so that drift of a shared machine spreads over all cells; every
+    value of the other dimensions (Options.dimensions) innermost."""
+    dimensions = options.dimensions()
+    variants = list(
+        itertools.product(*[[(name, v) for v in values] for name, values in dimensions])
+    )
     cells = [
-        (repeat, scenario, cache)
+        (repeat, scenario, cache, variant)
         for repeat in range(1, options.repeats + 1)
         for scenario in options.scenarios
         for cache in caches
+        for variant in variants
     ]
-    return [Run(c, s, r, i, len(cells)) for i, (r, s, c) in enumerate(cells, start=1)]
+    return [Run(c, s, r, i, len(cells), v) for i, (r, s, c, v) in enumerate(cells, start=1)]
 
 
 class Progress(Protocol):
@@ -408,6 +430,8 @@ def summarize(run: Run, options: Options, run_dir: Path, conditions: dict) -> di
     row = {
         "cache": run.cache,
         "scenario": run.scenario,
+        "variant": run.variant_label,
+        **dict(run.variant),
         "repeat": run.repeat,
         **conditions,
         "window_s": (window[1] - window[0]) / 1e9,
@@ -441,20 +465,27 @@ def invalid_reason(row: dict, options: Options) -> str:
     return ""
 
 
+# What makes a cell of the matrix: its repeats are the same run again.
+CELL = ["cache", "scenario", "variant"]
+
+
 def flag_unstable(summary: pd.DataFrame) -> pd.DataFrame:
     """Add each cell's coefficient of variation of throughput over its valid repeats."""
     if summary.empty:
         return summary
+    summary = summary.assign(variant=summary.get("variant", ""))
     valid = summary[summary["invalid"] == ""]
-    cv = valid.groupby(["cache", "scenario"])["throughput_rps"].agg(lambda s: estimate(s).cv)
-    return summary.join(cv.rename("throughput_cv"), on=["cache", "scenario"])
+    cv = valid.groupby(CELL)["throughput_rps"].agg(lambda s: estimate(s).cv)
+    return summary.join(cv.rename("throughput_cv"), on=CELL)
 
 
 def unstable_cells(summary: pd.DataFrame) -> list[tuple[str, str, float]]:
-    """(cache, scenario, CV) of every cell whose throughput varies too much across repeats."""
+    """(configuration, scenario, CV) of every cell whose throughput varies too much across
+    repeats; the configuration as the report names it (configurations)."""
     if summary.empty:
         return []
-    cells = summary[["cache", "scenario", "throughput_cv"]].drop_duplicates()
+    named = configurations(summary)
+    cells = named[["cache", "scenario", "throughput_cv"]].drop_duplicates()
     return [tuple(c) for c in cells[cells["throughput_cv"] >= UNSTABLE_CV].itertuples(index=False)]
 
 

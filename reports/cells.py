@@ -1,4 +1,5 @@
-"""A comparison's cells: one row per scenario × cache, aggregated over its quotable repeats.
+"""A comparison's cells: one row per scenario × configuration (a cache backend and its variant),
+aggregated over its quotable repeats.
 
 Numbers only; report.py words and lays them out.
 """
@@ -16,11 +17,25 @@ from reports.stats import estimate
 LATENCY_GROUPS = ("get_hit", "get_miss", "put", "all")
 
 
+def configurations(summary: pd.DataFrame) -> pd.DataFrame:
+    """`summary` with `backend`, the cache backend, and `cache` naming the configuration: the
+    backend, with its `variant` in brackets when the matrix had other dimensions (a fault, a
+    strategy; `variant` in summary.csv, as `name=value,...`)."""
+    if summary.empty:
+        return summary
+    variant = summary.get("variant", pd.Series("", index=summary.index)).fillna("")
+    label = summary["cache"].where(variant == "", summary["cache"] + " [" + variant + "]")
+    return summary.assign(backend=summary["cache"], cache=label)
+
+
 def cache_order(table: pd.DataFrame, listed: Sequence[str] = ()) -> list[str]:
-    """The configurations of `table`: in the order the run listed them (its --caches), then
-    any other (`external`) in the table's order, which is the matrix's, that of --caches."""
-    present = set(table["cache"])
-    return [c for c in dict.fromkeys([*listed, *table["cache"]]) if c in present]
+    """The configurations of `table`: by their backend in the order the run listed them (its
+    --caches), then any other (`external`); within a backend, in the table's order, which is
+    the matrix's."""
+    backends = table["backend"] if "backend" in table else table["cache"]
+    rank = {b: i for i, b in enumerate(dict.fromkeys([*listed, *backends]))}
+    pairs = dict.fromkeys(zip(table["cache"], backends, strict=True))
+    return [cache for cache, backend in sorted(pairs, key=lambda pair: rank[pair[1]])]
 
 
 def cells(summary: pd.DataFrame, order: Sequence[str] = ()) -> pd.DataFrame:
@@ -28,14 +43,17 @@ def cells(summary: pd.DataFrame, order: Sequence[str] = ()) -> pd.DataFrame:
     the caches in `order` (by default the summary's)."""
     if summary.empty:
         return pd.DataFrame()
+    summary = configurations(summary)
     quotable = summary[summary["invalid"] == ""]
     rows = []
     for (scenario, cache), runs in quotable.groupby(["scenario", "cache"], sort=False):
+        backend = runs["backend"].iloc[0]
         throughput = estimate(runs["throughput_rps"])
         judged = runs["judged_reads"].sum()
         row = {
             "scenario": scenario,
             "cache": cache,
+            "backend": backend,
             "repeats": len(runs),
             "throughput": throughput,
             "throughput_runs": list(runs["throughput_rps"]),
@@ -61,7 +79,7 @@ def cells(summary: pd.DataFrame, order: Sequence[str] = ()) -> pd.DataFrame:
                 aggregate = runs[column].max() if p == "max" else runs[column].median()
                 row[column] = aggregate
         row["bound_flags"] = "; ".join(
-            bound_flags({**row, "throughput_rps": throughput.mean}, cache)
+            bound_flags({**row, "throughput_rps": throughput.mean}, backend)
         )
         rows.append(row)
     table = pd.DataFrame(rows)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from reports.cells import configurations
 from reports.stats import change
 
 COMPARED = (
@@ -32,7 +33,7 @@ def read_summary(run_dir: Path) -> pd.DataFrame:
 
 def compare_runs(run_a: Path, run_b: Path) -> pd.DataFrame:
     """One row per scenario × cache × figure present in both runs."""
-    a, b = read_summary(run_a), read_summary(run_b)
+    a, b = configurations(read_summary(run_a)), configurations(read_summary(run_b))
     rows = []
     cells = (
         a[["scenario", "cache"]].drop_duplicates().merge(b[["scenario", "cache"]].drop_duplicates())

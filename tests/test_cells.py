@@ -1,5 +1,6 @@
 """A comparison's cells: each scenario × cache aggregated over its quotable repeats."""
 
+import pandas as pd
 import pytest
 from summaries import matrix_summary
 
@@ -49,3 +50,17 @@ def test_a_cell_aggregates_latency_as_the_report_says(summary):
 def test_a_summary_with_nothing_quotable_has_no_cell(summary):
     summary["invalid"] = "too few operations (5 < 100)"
     assert cells(summary).empty
+
+
+def test_a_variant_is_a_configuration_of_its_own_beside_its_backend(summary):
+    faulted = summary[summary["cache"] == "redis"].assign(variant="fault=cache-stall")
+    table = cells(pd.concat([summary.assign(variant=""), faulted]), ["none", "redis"])
+    mixed = table[table["scenario"] == "mixed"]
+    assert list(mixed["cache"]) == [
+        "none",
+        "redis",
+        "redis [fault=cache-stall]",
+        "simple",
+        "filesystem",
+    ]
+    assert set(mixed["backend"]) == {"none", "redis", "simple", "filesystem"}

@@ -110,6 +110,17 @@ def test_repeats_are_outermost_so_drift_spreads_over_every_cell():
     assert runs[0].name == "none-mixed-r1"
 
 
+def test_every_value_of_the_other_dimensions_is_a_cell_of_its_own(monkeypatch):
+    dimensions = [("fault", ("none", "cache-stall")), ("fill", ("plain",))]
+    monkeypatch.setattr(Options, "dimensions", lambda self: dimensions)
+    runs = plan(Options(repeats=1, scenarios=("mixed",)), ("redis",))
+    assert [r.name for r in runs] == [
+        "redis-mixed-none-plain-r1",
+        "redis-mixed-cache-stall-plain-r1",
+    ]
+    assert runs[1].variant_label == "fault=cache-stall,fill=plain"
+
+
 QUOTABLE = {"loadgen_cpu_warning": False, "loadgen_cpu": 0.5, "window_s": 4.0, "ops": 1000}
 
 
