@@ -29,6 +29,7 @@ from cachebench.matrix import (
 )
 from cachebench.processes import RUN_MARKER
 from cachebench.scenarios import scenarios
+from locust_cachebench.keys import KEY_DISTRIBUTIONS
 from reports.compare import CompareError, compare_runs, format_comparison
 from reports.figures import check, format_figures
 from reports.history import HistoryError
@@ -146,7 +147,7 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     add("--keys", type=int, help=f"keyspace size (default: {defaults.keys})")
     add(
         "--key-dist",
-        choices=("uniform", "zipf"),
+        choices=KEY_DISTRIBUTIONS,
         help=f"key popularity (default: {defaults.key_dist})",
     )
     add("--zipf-s", type=float, help=f"zipf exponent (default: {defaults.zipf_s:g})")
