@@ -7,6 +7,7 @@ process its own copy; SQLite in WAL mode gives all of them one store.
 import os
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -115,7 +116,7 @@ class SQLiteStore:
             check_same_thread=False,
         )
         try:
-            connection.execute("PRAGMA journal_mode = WAL")
+            _use_wal(connection, self.busy_timeout_ms)
             # NORMAL in WAL mode: a commit survives a crash of the process, not of the machine.
             connection.execute("PRAGMA synchronous = NORMAL")
         except BaseException:
@@ -123,6 +124,24 @@ class SQLiteStore:
             raise
         self._connection, self._pid = connection, os.getpid()
         return connection
+
+
+def _use_wal(connection: sqlite3.Connection, busy_timeout_ms: int) -> None:
+    """Put the file in WAL mode, waiting for the lock it takes as long as the busy timeout.
+
+    Leaving a new file's rollback journal takes an exclusive lock, which SQLite refuses at
+    once, without calling its busy handler (waiting could deadlock), to a connection that
+    read the file while another was taking it: workers opening a new file together do.
+    """
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.01)
 
 
 def _create_and_seed(connection: sqlite3.Connection) -> str:

@@ -62,19 +62,21 @@ def test_writes_are_visible_to_another_process_at_once(tmp_path):
         assert connection.execute("SELECT name FROM videos WHERE id = 5").fetchone() == ("Cats",)
 
 
-def _open(path, queue):
+def _open(path, start, queue):
+    start.wait()
     queue.put(SQLiteStore(path).deployment_id)
 
 
 def test_workers_starting_together_seed_exactly_once(tmp_path):
     path = tmp_path / "videos.sqlite"
     context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    workers = [context.Process(target=_open, args=(path, queue)) for _ in range(4)]
+    start, queue = context.Barrier(4), context.Queue()
+    workers = [context.Process(target=_open, args=(path, start, queue)) for _ in range(4)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
+    assert [worker.exitcode for worker in workers] == [0] * 4
     assert len({queue.get() for _ in workers}) == 1
     with closing(sqlite3.connect(path)) as connection:
         assert connection.execute("SELECT count(*) FROM videos").fetchone() == (1,)
