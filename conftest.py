@@ -1,6 +1,8 @@
-"""Fixtures shared by the tests and the benchmarks: a real Redis and fresh apps."""
+"""Fixtures shared by the tests and the benchmarks: a real Redis, a real PostgreSQL and
+fresh apps."""
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, suppress
 from pathlib import Path
@@ -10,6 +12,8 @@ import pytest
 import redis
 from flask import Flask
 
+from cachebench.postgres import PostgresUnavailable, drop_schema, private_postgres
+from cachebench.postgres import postgres_url as start_postgres
 from cachebench.processes import RedisUnavailable, gunicorn_service, private_redis
 from cachebench.processes import redis_url as start_redis
 from service import create_app
@@ -18,20 +22,25 @@ from service.cache import cache
 T = TypeVar("T")
 
 
-def no_redis(reason: str) -> None:
-    """Skip for want of Redis, except under CI, which must never go green with it untested."""
+def no_server(name: str, reason: str) -> None:
+    """Skip for want of the server `name`, except under CI, which must never go green with it
+    untested."""
     if os.environ.get("CI"):
-        pytest.fail(f"Redis is required when CI is set: {reason}")
+        pytest.fail(f"{name} is required when CI is set: {reason}")
     pytest.skip(reason)
 
 
 def started(stack: ExitStack, server: AbstractContextManager[T]) -> T:
-    """Enter `server` on `stack`, or skip (fail under CI) if there is no Redis to start."""
+    """Enter `server` on `stack`, or skip (fail under CI) if there is no Redis or PostgreSQL
+    to start."""
     try:
         return stack.enter_context(server)
     except RedisUnavailable as exc:
-        no_redis(str(exc))
-        raise  # not reached: no_redis skips or fails
+        no_server("Redis", str(exc))
+        raise  # not reached: no_server skips or fails
+    except PostgresUnavailable as exc:
+        no_server("PostgreSQL", str(exc))
+        raise
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +55,30 @@ def stoppable_redis():
     """A private redis-server this test may stop (never the shared REDIS_URL): (url, process)."""
     with ExitStack() as stack:
         yield started(stack, private_redis())
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL for the session: POSTGRES_URL, or a private server on a free port."""
+    with ExitStack() as stack:
+        yield started(stack, start_postgres())
+
+
+@pytest.fixture
+def stoppable_postgres():
+    """A private PostgreSQL server this test may stop and start again (never the shared
+    POSTGRES_URL)."""
+    with ExitStack() as stack:
+        yield started(stack, private_postgres())
+
+
+@pytest.fixture
+def postgres_schema(postgres_url) -> Iterator[str]:
+    """A schema name of the test's own on the session's PostgreSQL, dropped afterwards:
+    test runs sharing a server never see each other's videos."""
+    schema = f"cachebench_test_{uuid.uuid4().hex[:12]}"
+    yield schema
+    drop_schema(postgres_url, schema)
 
 
 def service_settings(tmp_path: Path, request: pytest.FixtureRequest, **settings: object) -> dict:
