@@ -83,7 +83,8 @@ def postgres_schema(postgres_url) -> Iterator[str]:
 
 def service_settings(tmp_path: Path, request: pytest.FixtureRequest, **settings: object) -> dict:
     """A test's service settings: its own database and cache directory, no simulated work,
-    the session's Redis for the redis backend, then the overrides given."""
+    the session's Redis for the redis backend, a schema of its own on the session's
+    PostgreSQL for the postgres store, then the overrides given."""
     config = {
         "VIDEOS_DATABASE": str(tmp_path / "videos.sqlite"),
         "CACHE_DIR": str(tmp_path / "cache"),
@@ -92,6 +93,10 @@ def service_settings(tmp_path: Path, request: pytest.FixtureRequest, **settings:
     }
     if config.get("CACHE_BACKEND") == "redis":
         config.setdefault("CACHE_REDIS_URL", request.getfixturevalue("redis_url"))
+    # A test that gives its own server must not start the session's.
+    if config.get("VIDEOS_STORE") == "postgres" and "VIDEOS_DATABASE_URL" not in config:
+        config["VIDEOS_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+        config.setdefault("VIDEOS_SCHEMA", request.getfixturevalue("postgres_schema"))
     return config
 
 
@@ -100,7 +105,8 @@ def make_app(tmp_path, request) -> Iterator[Callable[..., Flask]]:
     """Build fresh apps on the test's own database from settings overrides.
 
     GET does no simulated work unless asked. The caches are emptied afterwards: on a shared
-    REDIS_URL, the version keys that memoize's PUT leaves behind never expire.
+    REDIS_URL, the version keys that memoize's PUT leaves behind never expire. The stores
+    are closed: an open PostgreSQL connection left to the garbage collector is a warning.
     """
     apps = []
 
@@ -114,6 +120,7 @@ def make_app(tmp_path, request) -> Iterator[Callable[..., Flask]]:
         # A test may have stopped its Redis on purpose.
         with app.app_context(), suppress(redis.exceptions.ConnectionError):
             cache.clear()
+        app.extensions["videos_store"].close()
 
 
 @pytest.fixture
