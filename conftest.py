@@ -65,9 +65,9 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def stoppable_postgres():
-    """A private PostgreSQL server this test may stop and start again (never the shared
-    POSTGRES_URL)."""
+def own_postgres():
+    """A private PostgreSQL server of the test's own, which it may stop, start again and give
+    roles (never the shared POSTGRES_URL)."""
     with ExitStack() as stack:
         yield started(stack, private_postgres())
 

@@ -119,6 +119,15 @@ class SQLStore(Generic[Connection]):
                 self._connection.close()
             self._connection = None
 
+    def _open_store(self, create_and_seed: Callable[[Connection], str]) -> str:
+        """The deployment id, of a store created and seeded unless it was; a store that
+        cannot be opened keeps no connection open."""
+        try:
+            return self._run("open the store", create_and_seed)
+        except BaseException:
+            self.close()
+            raise
+
     def _run(self, what: str, operation: Callable[[Connection], T]) -> T:
         try:
             with self._lock:
@@ -165,7 +174,7 @@ class SQLiteStore(SQLStore[sqlite3.Connection]):
         )
         # SQLite would make the file with the umask's mode, and its -wal and -shm files copy it.
         os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        self.deployment_id = self._run("open the store", _create_and_seed)
+        self.deployment_id = self._open_store(_create_and_seed)
 
     def _open(self) -> sqlite3.Connection:
         # isolation_level=None: each statement commits on its own, before the response.
@@ -257,7 +266,7 @@ class PostgresStore(SQLStore[psycopg.Connection]):
                 delete=sql.SQL("DELETE FROM {} WHERE id = %s").format(videos),
             ),
         )
-        self.deployment_id = self._run("open the store", self._create_and_seed)
+        self.deployment_id = self._open_store(self._create_and_seed)
 
     def _open(self) -> psycopg.Connection:
         timeouts = PostgresTimeouts.of(self.busy_timeout_ms)
@@ -292,7 +301,10 @@ class PostgresStore(SQLStore[psycopg.Connection]):
             # on a concurrent creation; a worker restarted later finds the deployment row and
             # never re-seeds a video that was deleted.
             execute("SELECT pg_advisory_xact_lock(%s)", (_advisory_key(self.schema),))
-            execute("CREATE SCHEMA IF NOT EXISTS {schema}")
+            # Created only if missing: IF NOT EXISTS would still need the right to create
+            # one, which a user given a schema of its own need not have.
+            if execute("SELECT FROM pg_namespace WHERE nspname = %s", (self.schema,)).rowcount == 0:
+                execute("CREATE SCHEMA {schema}")
             execute(
                 "CREATE TABLE IF NOT EXISTS {schema}.videos ("
                 " id BIGINT PRIMARY KEY, name TEXT NOT NULL,"

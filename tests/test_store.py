@@ -214,11 +214,11 @@ def test_store_error_is_503_json_and_logged(make_app, database, caplog):
 
 @pytest.mark.postgres
 def test_a_stopped_postgres_is_503_and_its_restart_costs_each_connection_one(
-    make_app, stoppable_postgres
+    make_app, own_postgres
 ):
     """While the server is down every request answers 503 at once; after a restart, the
     connection the restart dropped fails once, and the next request connects again."""
-    server = stoppable_postgres
+    server = own_postgres
     settings = {"VIDEOS_STORE": "postgres", "VIDEOS_DATABASE_URL": server.url}
     client = make_app(**settings, VIDEOS_SCHEMA="videos", CACHE_BACKEND="none").test_client()
     assert client.put("/videos/2", json=VIDEO).status_code == 201
@@ -233,6 +233,20 @@ def test_a_stopped_postgres_is_503_and_its_restart_costs_each_connection_one(
     server.start()
     assert client.get("/videos/2").status_code == 503
     assert client.get("/videos/2").get_json() == VIDEO
+
+
+@pytest.mark.postgres
+def test_a_user_given_a_schema_needs_no_right_to_create_one(own_postgres):
+    with psycopg.connect(own_postgres.url, autocommit=True) as admin:
+        admin.execute("CREATE ROLE videos LOGIN")
+        admin.execute("REVOKE CREATE ON DATABASE postgres FROM PUBLIC")
+        admin.execute("CREATE SCHEMA given AUTHORIZATION videos")
+    url = own_postgres.url.replace("postgres@", "videos@")
+    store = PostgresStore(url, "given")
+    assert store.get(1) == SEED[1]
+    store.close()
+    with pytest.raises(StoreError, match="permission denied"):
+        PostgresStore(url, "another")
 
 
 def test_memory_store_is_per_app(make_app):
