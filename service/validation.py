@@ -69,6 +69,9 @@ def _name(value: Any) -> str:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidInput("name must be Unicode text, not a lone surrogate", "name") from None
+    # SQLite keeps it, PostgreSQL's text cannot: the API is the same over every store.
+    if "\x00" in value:
+        raise InvalidInput("name must not contain NUL (U+0000)", "name")
     return value
 
 
