@@ -11,7 +11,7 @@ from service.store import Video
 
 MAX_BODY_BYTES = 16 * 1024
 NAME_MAX_CHARS = 200
-# SQLite's INTEGER is a signed 64-bit number.
+# SQLite's INTEGER and PostgreSQL's BIGINT are signed 64-bit numbers.
 COUNT_MAX = 2**63 - 1
 ID_MAX = 2**63 - 1
 FIELDS = ("name", "views", "likes")
