@@ -1,7 +1,9 @@
-"""Fixtures shared by the tests and the benchmarks: real cache servers and fresh apps."""
+"""Fixtures shared by the tests and the benchmarks: real cache servers, a real PostgreSQL and
+fresh apps."""
 
 import os
 import subprocess
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, suppress
 from pathlib import Path
@@ -10,6 +12,8 @@ from typing import TypeVar
 import pytest
 from flask import Flask
 
+from cachebench.postgres import PostgresUnavailable, drop_schema, private_postgres
+from cachebench.postgres import postgres_url as start_postgres
 from cachebench.processes import gunicorn_service
 from cachebench.servers import SERVERS, ServerUnavailable, needed, private_server, server_address
 from service import create_app
@@ -21,7 +25,7 @@ T = TypeVar("T")
 def no_server(reason: str) -> None:
     """Skip for want of a server, except under CI, which must never go green with it untested."""
     if os.environ.get("CI"):
-        pytest.fail(f"every cache server is required when CI is set: {reason}")
+        pytest.fail(f"every server is required when CI is set: {reason}")
     pytest.skip(reason)
 
 
@@ -29,7 +33,7 @@ def started(stack: ExitStack, server: AbstractContextManager[T]) -> T:
     """Enter `server` on `stack`, or skip (fail under CI) if there is none to start."""
     try:
         return stack.enter_context(server)
-    except ServerUnavailable as exc:
+    except (ServerUnavailable, PostgresUnavailable) as exc:
         no_server(str(exc))
         raise  # not reached: no_server skips or fails
 
@@ -100,9 +104,34 @@ def stoppable_server(request) -> Iterator[Callable[[str], tuple[str, subprocess.
         yield start
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL for the session: POSTGRES_URL, or a private server on a free port."""
+    with ExitStack() as stack:
+        yield started(stack, start_postgres())
+
+
+@pytest.fixture
+def own_postgres():
+    """A private PostgreSQL server of the test's own, which it may stop, start again and give
+    roles (never the shared POSTGRES_URL)."""
+    with ExitStack() as stack:
+        yield started(stack, private_postgres())
+
+
+@pytest.fixture
+def postgres_schema(postgres_url) -> Iterator[str]:
+    """A schema name of the test's own on the session's PostgreSQL, dropped afterwards:
+    test runs sharing a server never see each other's videos."""
+    schema = f"cachebench_test_{uuid.uuid4().hex[:12]}"
+    yield schema
+    drop_schema(postgres_url, schema)
+
+
 def service_settings(tmp_path: Path, request: pytest.FixtureRequest, **settings: object) -> dict:
     """A test's service settings: its own database and cache directory, no simulated work,
-    the session's server for a backend that needs one, then the overrides given."""
+    the session's server for a backend that needs one, a schema of its own on the session's
+    PostgreSQL for the postgres store, then the overrides given."""
     config = {
         "VIDEOS_DATABASE": str(tmp_path / "videos.sqlite"),
         "CACHE_DIR": str(tmp_path / "cache"),
@@ -111,6 +140,10 @@ def service_settings(tmp_path: Path, request: pytest.FixtureRequest, **settings:
     }
     for server in needed([config.get("CACHE_BACKEND")]):
         config.setdefault(server.setting, request.getfixturevalue("cache_server")(server.name))
+    # A test that gives its own server must not start the session's.
+    if config.get("VIDEOS_STORE") == "postgres" and "VIDEOS_DATABASE_URL" not in config:
+        config["VIDEOS_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+        config.setdefault("VIDEOS_SCHEMA", request.getfixturevalue("postgres_schema"))
     return config
 
 
@@ -119,7 +152,8 @@ def make_app(tmp_path, request) -> Iterator[Callable[..., Flask]]:
     """Build fresh apps on the test's own database from settings overrides.
 
     GET does no simulated work unless asked. The caches are emptied afterwards: on a shared
-    REDIS_URL, the version keys that memoize's PUT leaves behind never expire.
+    REDIS_URL, the version keys that memoize's PUT leaves behind never expire. The stores
+    and cache clients are closed: a connection left to the garbage collector is a warning.
     """
     apps = []
 
@@ -136,6 +170,7 @@ def make_app(tmp_path, request) -> Iterator[Callable[..., Flask]]:
         with app.app_context():
             # The backends with connections close them (service/cache_format.py).
             getattr(cache.cache, "close", lambda: None)()
+        app.extensions["videos_store"].close()
 
 
 @pytest.fixture

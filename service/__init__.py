@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask
 
 from service import cache, store, videos
-from service.settings import defaults, parse_settings
+from service.settings import check_together, defaults, parse_settings
 from service.validation import MAX_BODY_BYTES
 
 
@@ -24,6 +24,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     else:
         app.config.from_mapping(test_config)
         app.config.from_mapping(parse_settings(test_config))
+    check_together(app.config)
     # Flask-Caching re-raises backend errors in debug mode; the service never runs in it.
     app.config["DEBUG"] = False
     if app.config["VIDEOS_DATABASE"] is None:

@@ -7,10 +7,17 @@ instead of a traceback from every worker.
 import os
 import sys
 
-from service.settings import SettingError, defaults, parse_settings, worker_timeout
+from service.settings import (
+    SettingError,
+    check_together,
+    defaults,
+    parse_settings,
+    worker_timeout,
+)
 
 try:
     _app_settings = defaults("app") | parse_settings(os.environ, "app")
+    check_together(_app_settings)
     _settings = defaults("gunicorn") | parse_settings(os.environ, "gunicorn")
 except SettingError as exc:
     sys.exit(f"cachebench service: {exc}")

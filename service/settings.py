@@ -5,15 +5,16 @@ cannot be read in one place and forgotten in another.
 """
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from service.backends import BACKENDS
 
 CACHE_BACKENDS = tuple(BACKENDS)
 CACHE_STRATEGIES = ("cached", "memoize", "memoize-fixed")
-STORES = ("sqlite", "memory")
+STORES = ("sqlite", "postgres", "memory")
 WORK_PHASES = ("before-read", "after-read")
 # What a request spends besides its work and its wait for SQLite's lock: the framework, the
 # store, the cache round trip, a busy machine. The slowest request of the example matrix
@@ -77,6 +78,18 @@ def host_port(value: Any) -> str:
     host, _, port = text(value).rpartition(":")
     if not host or "," in host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError("must be one server as host:port, such as 127.0.0.1:11211")
+    return value
+
+
+def schema_name(value: Any) -> str:
+    # Lower case needs no quoting to be read back by hand; PostgreSQL cuts a longer name to
+    # 63 bytes, which could make two deployments one, and keeps pg_ for itself.
+    if not isinstance(value, str) or not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+        raise ValueError(
+            "must be 1 to 63 lower-case letters, digits and _, not starting with a digit"
+        )
+    if value.startswith("pg_"):
+        raise ValueError("must not start with pg_, which PostgreSQL keeps for itself")
     return value
 
 
@@ -145,20 +158,39 @@ SETTINGS: tuple[Setting, ...] = (
         "VIDEOS_STORE",
         "sqlite",
         choice(*STORES),
-        "`sqlite` (shared by all workers) or `memory` (the tutorial's dict: one process only).",
+        "`sqlite` (one file shared by all workers), `postgres` (a PostgreSQL schema shared by "
+        "all workers on all hosts) or `memory` (the tutorial's dict: one process only).",
     ),
     Setting(
         "VIDEOS_DATABASE",
         None,
         optional(text),
-        "SQLite file, created and seeded on first use. Unset: `videos.sqlite` in Flask's "
-        "instance folder.",
+        "SQLite file of the `sqlite` store, created and seeded on first use. Unset: "
+        "`videos.sqlite` in Flask's instance folder.",
+    ),
+    Setting(
+        "VIDEOS_DATABASE_URL",
+        None,
+        optional(text),
+        "PostgreSQL database of the `postgres` store, which needs it, as a libpq URL "
+        "(`postgresql://user:password@host:port/database`).",
+    ),
+    Setting(
+        "VIDEOS_SCHEMA",
+        "cachebench",
+        schema_name,
+        "PostgreSQL schema of the `postgres` store, created and seeded on first use; one per "
+        "deployment, so that deployments sharing a database never see each other's videos. "
+        "At most 63 lower-case letters, digits and `_`.",
     ),
     Setting(
         "VIDEOS_BUSY_TIMEOUT_MS",
         5000,
         integer(0),
-        "How long a write waits for SQLite's lock before the request fails with 503.",
+        "How long a write waits for the store's lock before the request fails with 503. With "
+        "`postgres`, any statement's wait for any lock (`lock_timeout`; 0 is 1 ms, as 0 would "
+        "mean no limit), twice that for a whole statement (`statement_timeout`), and this in "
+        "whole seconds, at least 2, to connect.",
     ),
     Setting(
         "VIDEOS_WORK_MS",
@@ -195,7 +227,8 @@ SETTINGS: tuple[Setting, ...] = (
         optional(integer(1)),
         "Seconds a sync worker may spend on one request before gunicorn kills it and starts "
         "another; this is what drops a client that goes silent in the middle of its request. "
-        "Unset: the longest request, `VIDEOS_WORK_MS` + `VIDEOS_BUSY_TIMEOUT_MS` in whole "
+        "Unset: the longest request, `VIDEOS_WORK_MS` + `VIDEOS_BUSY_TIMEOUT_MS` (with "
+        "`postgres`, its connect and statement timeouts instead) in whole "
         f"seconds, plus {TIMEOUT_MARGIN_S}. A `gthread` worker is never killed for a slow "
         "request, so there it drops no client.",
         "gunicorn",
@@ -229,12 +262,42 @@ def parse_settings(values: Mapping[str, Any], applies_to: str = "app") -> dict[s
     return parsed
 
 
+def check_together(app_settings: Mapping[str, Any]) -> None:
+    """Raise SettingError if the app's settings, each valid alone, cannot run together."""
+    if app_settings["VIDEOS_STORE"] == "postgres" and not app_settings["VIDEOS_DATABASE_URL"]:
+        raise SettingError(
+            "VIDEOS_STORE='postgres' needs VIDEOS_DATABASE_URL, e.g. "
+            "postgresql://postgres@127.0.0.1:5432/postgres"
+        )
+
+
 def defaults(applies_to: str = "app") -> dict[str, Any]:
     return {s.name: s.default for s in SETTINGS if s.applies_to == applies_to}
 
 
+class PostgresTimeouts(NamedTuple):
+    """The PostgreSQL store's bounds, all from VIDEOS_BUSY_TIMEOUT_MS."""
+
+    connect_s: int  # connect_timeout: whole seconds, and libpq takes less than 2 as 2
+    lock_ms: int  # lock_timeout: what SQLite's busy timeout bounds
+    statement_ms: int  # statement_timeout: a lock wait, then the statement's own run
+
+    @classmethod
+    def of(cls, busy_timeout_ms: int) -> "PostgresTimeouts":
+        # 0 turns PostgreSQL's timeouts off: the shortest bound is 1 ms.
+        lock_ms = max(busy_timeout_ms, 1)
+        return cls(max(2, math.ceil(busy_timeout_ms / 1000)), lock_ms, 2 * lock_ms)
+
+    def longest_ms(self) -> int:
+        return self.connect_s * 1000 + self.statement_ms
+
+
 def worker_timeout(app_settings: Mapping[str, Any]) -> int:
     """SERVICE_TIMEOUT when unset: whole seconds above the longest legitimate request, a GET's
-    work plus its read, or a PUT waiting for SQLite's lock until it answers 503."""
-    longest_ms = app_settings["VIDEOS_WORK_MS"] + app_settings["VIDEOS_BUSY_TIMEOUT_MS"]
+    work plus its read, or a PUT waiting for the store's lock until it answers 503; with
+    PostgreSQL, connecting first and then a whole statement."""
+    busy_ms = app_settings["VIDEOS_BUSY_TIMEOUT_MS"]
+    if app_settings["VIDEOS_STORE"] == "postgres":
+        busy_ms = PostgresTimeouts.of(busy_ms).longest_ms()
+    longest_ms = app_settings["VIDEOS_WORK_MS"] + busy_ms
     return math.ceil(longest_ms / 1000) + TIMEOUT_MARGIN_S

@@ -1,20 +1,29 @@
-"""Where the videos live: SQLite shared by every gunicorn worker, or the tutorial's dict.
+"""Where the videos live: SQLite shared by every gunicorn worker, a PostgreSQL schema shared
+by every worker on every host, or the tutorial's dict.
 
 The tutorial keeps videos in a module-level dict, which under several workers gives each
-process its own copy; SQLite in WAL mode gives all of them one store.
+process its own copy; SQLite in WAL mode gives all of them one store, and PostgreSQL gives
+one to several hosts.
 """
 
+import hashlib
 import os
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, TypedDict, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypedDict, TypeVar
 
+import psycopg
 from flask import Flask, current_app
+from psycopg import sql
+
+from service.settings import PostgresTimeouts
 
 T = TypeVar("T")
+Connection = TypeVar("Connection", sqlite3.Connection, psycopg.Connection)
 
 
 class Video(TypedDict):
@@ -36,6 +45,7 @@ class Store(Protocol):
     def get(self, video_id: int) -> Video | None: ...
     def put(self, video_id: int, video: Video) -> None: ...
     def delete(self, video_id: int) -> bool: ...
+    def close(self) -> None: ...
 
 
 class MemoryStore:
@@ -54,28 +64,37 @@ class MemoryStore:
     def delete(self, video_id: int) -> bool:
         return self._videos.pop(video_id, None) is not None
 
+    def close(self) -> None:
+        pass
 
-class SQLiteStore:
-    """One SQLite file in WAL mode, one connection per process, every write committed at once."""
 
-    def __init__(self, path: str | Path, busy_timeout_ms: int = 5000) -> None:
-        self.path = Path(path)
-        self.busy_timeout_ms = busy_timeout_ms
-        # One connection per process, opened lazily so that a store made before a fork
-        # never shares its connection with the children.
+class Queries(NamedTuple):
+    """A SQL store's statements, in its own dialect, each taking the parameters in order."""
+
+    select: Any  # id -> (name, views, likes)
+    upsert: Any  # id, name, views, likes
+    delete: Any  # id
+
+
+class SQLStore(Generic[Connection]):
+    """What the SQL stores share: one connection per process, opened lazily so that a store
+    made before a fork never shares its connection with the children, and used by one thread
+    at a time; each statement commits on its own, before the response is sent; any error of
+    the database is a StoreError."""
+
+    errors: tuple[type[Exception], ...]
+
+    def __init__(self, where: str, queries: Queries) -> None:
+        self.where = where
+        self._queries = queries
         self._lock = threading.Lock()
-        self._connection: sqlite3.Connection | None = None
+        self._connection: Connection | None = None
         self._pid = 0
-        # SQLite would make the file with the umask's mode, and its -wal and -shm files copy it.
-        os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        self.deployment_id = self._run("open the store", _create_and_seed)
 
     def get(self, video_id: int) -> Video | None:
         row = self._run(
             "read a video",
-            lambda conn: conn.execute(
-                "SELECT name, views, likes FROM videos WHERE id = ?", (video_id,)
-            ).fetchone(),
+            lambda conn: conn.execute(self._queries.select, (video_id,)).fetchone(),
         )
         return None if row is None else {"name": row[0], "views": row[1], "likes": row[2]}
 
@@ -83,30 +102,81 @@ class SQLiteStore:
         self._run(
             "write a video",
             lambda conn: conn.execute(
-                "INSERT INTO videos (id, name, views, likes) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET"
-                " name = excluded.name, views = excluded.views, likes = excluded.likes",
-                (video_id, video["name"], video["views"], video["likes"]),
+                self._queries.upsert, (video_id, video["name"], video["views"], video["likes"])
             ),
         )
 
     def delete(self, video_id: int) -> bool:
         cursor = self._run(
-            "delete a video",
-            lambda conn: conn.execute("DELETE FROM videos WHERE id = ?", (video_id,)),
+            "delete a video", lambda conn: conn.execute(self._queries.delete, (video_id,))
         )
         return cursor.rowcount > 0
 
-    def _run(self, what: str, operation: Callable[[sqlite3.Connection], T]) -> T:
+    def close(self) -> None:
+        """Close this process's connection; the next operation opens another."""
+        with self._lock:
+            if self._connection is not None and self._pid == os.getpid():
+                self._connection.close()
+            self._connection = None
+
+    def _open_store(self, create_and_seed: Callable[[Connection], str]) -> str:
+        """The deployment id, of a store created and seeded unless it was; a store that
+        cannot be opened keeps no connection open."""
+        try:
+            return self._run("open the store", create_and_seed)
+        except BaseException:
+            self.close()
+            raise
+
+    def _run(self, what: str, operation: Callable[[Connection], T]) -> T:
         try:
             with self._lock:
                 return operation(self._connect())
-        except sqlite3.Error as exc:
-            raise StoreError(f"could not {what} in {self.path.name}: {exc}") from exc
+        except self.errors as exc:
+            # The database's messages may run over several lines; a log line should not.
+            raise StoreError(
+                f"could not {what} in {self.where}: {' '.join(str(exc).split())}"
+            ) from exc
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self) -> Connection:
         if self._connection is not None and self._pid == os.getpid():
-            return self._connection
+            if self._usable(self._connection):
+                return self._connection
+            self._connection.close()
+        # A connection inherited through a fork is the parent's: dropped here, never closed.
+        self._connection, self._pid = self._open(), os.getpid()
+        return self._connection
+
+    def _open(self) -> Connection:
+        raise NotImplementedError
+
+    def _usable(self, connection: Connection) -> bool:
+        raise NotImplementedError
+
+
+class SQLiteStore(SQLStore[sqlite3.Connection]):
+    """One SQLite file in WAL mode."""
+
+    errors = (sqlite3.Error,)
+
+    def __init__(self, path: str | Path, busy_timeout_ms: int = 5000) -> None:
+        self.path = Path(path)
+        self.busy_timeout_ms = busy_timeout_ms
+        super().__init__(
+            self.path.name,
+            Queries(
+                select="SELECT name, views, likes FROM videos WHERE id = ?",
+                upsert="INSERT INTO videos (id, name, views, likes) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET"
+                " name = excluded.name, views = excluded.views, likes = excluded.likes",
+                delete="DELETE FROM videos WHERE id = ?",
+            ),
+        )
+        # SQLite would make the file with the umask's mode, and its -wal and -shm files copy it.
+        os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        self.deployment_id = self._open_store(_create_and_seed)
+
+    def _open(self) -> sqlite3.Connection:
         # isolation_level=None: each statement commits on its own, before the response.
         connection = sqlite3.connect(
             self.path,
@@ -115,14 +185,34 @@ class SQLiteStore:
             check_same_thread=False,
         )
         try:
-            connection.execute("PRAGMA journal_mode = WAL")
+            _use_wal(connection, self.busy_timeout_ms)
             # NORMAL in WAL mode: a commit survives a crash of the process, not of the machine.
             connection.execute("PRAGMA synchronous = NORMAL")
         except BaseException:
             connection.close()
             raise
-        self._connection, self._pid = connection, os.getpid()
         return connection
+
+    def _usable(self, connection: sqlite3.Connection) -> bool:
+        return True
+
+
+def _use_wal(connection: sqlite3.Connection, busy_timeout_ms: int) -> None:
+    """Put the file in WAL mode, waiting for the lock it takes as long as the busy timeout.
+
+    Leaving a new file's rollback journal takes an exclusive lock, which SQLite refuses at
+    once, without calling its busy handler (waiting could deadlock), to a connection that
+    read the file while another was taking it: workers opening a new file together do.
+    """
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.01)
 
 
 def _create_and_seed(connection: sqlite3.Connection) -> str:
@@ -153,9 +243,100 @@ def _create_and_seed(connection: sqlite3.Connection) -> str:
     return row[0]
 
 
+class PostgresStore(SQLStore[psycopg.Connection]):
+    """One schema of a PostgreSQL database, named per deployment, so that deployments
+    sharing a database never see each other's videos."""
+
+    errors = (psycopg.Error,)
+
+    def __init__(self, url: str, schema: str, busy_timeout_ms: int = 5000) -> None:
+        self.url = url
+        self.schema = schema
+        self.busy_timeout_ms = busy_timeout_ms
+        videos = sql.Identifier(schema, "videos")
+        super().__init__(
+            f"PostgreSQL schema {schema}",
+            Queries(
+                select=sql.SQL("SELECT name, views, likes FROM {} WHERE id = %s").format(videos),
+                upsert=sql.SQL(
+                    "INSERT INTO {} (id, name, views, likes) VALUES (%s, %s, %s, %s)"
+                    " ON CONFLICT (id) DO UPDATE SET"
+                    " name = excluded.name, views = excluded.views, likes = excluded.likes"
+                ).format(videos),
+                delete=sql.SQL("DELETE FROM {} WHERE id = %s").format(videos),
+            ),
+        )
+        self.deployment_id = self._open_store(self._create_and_seed)
+
+    def _open(self) -> psycopg.Connection:
+        timeouts = PostgresTimeouts.of(self.busy_timeout_ms)
+        # autocommit: each statement commits on its own, before the response.
+        connection = psycopg.connect(self.url, autocommit=True, connect_timeout=timeouts.connect_s)
+        try:
+            connection.execute(
+                "SELECT set_config('lock_timeout', %s, false),"
+                " set_config('statement_timeout', %s, false)",
+                (f"{timeouts.lock_ms}ms", f"{timeouts.statement_ms}ms"),
+            )
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _usable(self, connection: psycopg.Connection) -> bool:
+        # A connection the server dropped (a restart, an administrator) is closed on its
+        # first failure; the operation after it gets a new one.
+        return not connection.closed
+
+    def _create_and_seed(self, connection: psycopg.Connection) -> str:
+        """Create the schema and seed it once, even when workers on several hosts start
+        together."""
+
+        def execute(statement: str, params: tuple = ()) -> psycopg.Cursor:
+            query = sql.SQL(statement).format(schema=sql.Identifier(self.schema))
+            return connection.execute(query, params)
+
+        with connection.transaction():
+            # The lock serialises the creators, where CREATE ... IF NOT EXISTS alone may fail
+            # on a concurrent creation; a worker restarted later finds the deployment row and
+            # never re-seeds a video that was deleted.
+            execute("SELECT pg_advisory_xact_lock(%s)", (_advisory_key(self.schema),))
+            # Created only if missing: IF NOT EXISTS would still need the right to create
+            # one, which a user given a schema of its own need not have.
+            if execute("SELECT FROM pg_namespace WHERE nspname = %s", (self.schema,)).rowcount == 0:
+                execute("CREATE SCHEMA {schema}")
+            execute(
+                "CREATE TABLE IF NOT EXISTS {schema}.videos ("
+                " id BIGINT PRIMARY KEY, name TEXT NOT NULL,"
+                " views BIGINT NOT NULL, likes BIGINT NOT NULL)"
+            )
+            execute("CREATE TABLE IF NOT EXISTS {schema}.deployment (id TEXT NOT NULL)")
+            row = execute("SELECT id FROM {schema}.deployment").fetchone()
+            if row is None:
+                row = (uuid.uuid4().hex[:12],)
+                execute("INSERT INTO {schema}.deployment (id) VALUES (%s)", row)
+                with connection.cursor() as cursor:
+                    cursor.executemany(
+                        self._queries.upsert,
+                        [(i, v["name"], v["views"], v["likes"]) for i, v in SEED.items()],
+                    )
+        return row[0]
+
+
+def _advisory_key(schema: str) -> int:
+    """The key of the advisory lock that guards the creation of `schema`: 64 bits of a hash,
+    since the lock's key space is the whole database's."""
+    digest = hashlib.sha256(f"cachebench videos store {schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 def make_store(config: dict) -> Store:
     if config["VIDEOS_STORE"] == "memory":
         return MemoryStore()
+    if config["VIDEOS_STORE"] == "postgres":
+        return PostgresStore(
+            config["VIDEOS_DATABASE_URL"], config["VIDEOS_SCHEMA"], config["VIDEOS_BUSY_TIMEOUT_MS"]
+        )
     path = Path(config["VIDEOS_DATABASE"])
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     return SQLiteStore(path, config["VIDEOS_BUSY_TIMEOUT_MS"])

@@ -11,7 +11,7 @@ from service.store import Video
 
 MAX_BODY_BYTES = 16 * 1024
 NAME_MAX_CHARS = 200
-# SQLite's INTEGER is a signed 64-bit number.
+# SQLite's INTEGER and PostgreSQL's BIGINT are signed 64-bit numbers.
 COUNT_MAX = 2**63 - 1
 ID_MAX = 2**63 - 1
 FIELDS = ("name", "views", "likes")
@@ -69,6 +69,9 @@ def _name(value: Any) -> str:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidInput("name must be Unicode text, not a lone surrogate", "name") from None
+    # SQLite keeps it, PostgreSQL's text cannot: the API is the same over every store.
+    if "\x00" in value:
+        raise InvalidInput("name must not contain NUL (U+0000)", "name")
     return value
 
 

@@ -1,9 +1,21 @@
-"""Every endpoint and status code, for each cache backend and strategy."""
+"""Every endpoint and status code, for each cache backend, strategy and shared store."""
 
 import pytest
 
 SEED = {"name": "HelloWorld", "views": 147, "likes": 3}
 NEW = {"name": "Cats", "views": 10, "likes": 2}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request):
+    """Each store shared by the workers (PostgreSQL is a real server)."""
+    return request.param
+
+
+@pytest.fixture
+def app(make_app, backend, strategy, store):
+    """A fresh app for every backend, strategy and store."""
+    return make_app(CACHE_BACKEND=backend, CACHE_STRATEGY=strategy, VIDEOS_STORE=store)
 
 
 def test_get_seeded_video(client):
@@ -73,7 +85,11 @@ def test_unknown_path_is_404_json(client):
     assert "message" in response.get_json()
 
 
-def test_health_says_what_is_served(client, backend, strategy):
+def test_health_says_what_is_served(client, backend, strategy, store):
     body = client.get("/health").get_json()
     assert body["status"] == "ok"
-    assert (body["cache_backend"], body["cache_strategy"]) == (backend, strategy)
+    assert (body["cache_backend"], body["cache_strategy"], body["store"]) == (
+        backend,
+        strategy,
+        store,
+    )

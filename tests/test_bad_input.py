@@ -43,6 +43,7 @@ BAD_JSON_BODIES = [
         "name",
         id="name-lone-surrogate",
     ),
+    pytest.param(with_(name="a\x00b"), "must not contain NUL", "name", id="name-nul"),
     pytest.param(
         with_(name="x" * (NAME_MAX_CHARS + 1)), "name must be 1 to", "name", id="name-too-long"
     ),

@@ -1,4 +1,5 @@
-"""The tutorial's checks against the real thing: gunicorn with 2 workers on one SQLite store."""
+"""The tutorial's checks against the real thing: gunicorn with 2 workers on one SQLite store,
+or on one PostgreSQL schema with several gunicorns."""
 
 import http.client
 import subprocess
@@ -6,6 +7,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 import requests
 
@@ -21,10 +23,16 @@ def video(n):
     return {"name": f"write-{n}", "views": n, "likes": n}
 
 
-@pytest.mark.parametrize("backend", [b for b in CACHE_BACKENDS if not BACKENDS[b].per_process])
-def test_second_get_always_shows_the_write(serve, backend):
+@pytest.mark.parametrize(
+    ("backend", "store"),
+    [
+        *((b, "sqlite") for b in CACHE_BACKENDS if not BACKENDS[b].per_process),
+        pytest.param("redis", "postgres", marks=pytest.mark.postgres),
+    ],
+)
+def test_second_get_always_shows_the_write(serve, backend, store):
     """A cache shared by the workers (or none): a PUT through one invalidates for all."""
-    url = serve(CACHE_BACKEND=backend) + "/videos/1"
+    url = serve(CACHE_BACKEND=backend, VIDEOS_STORE=store) + "/videos/1"
     for n in range(10):
         assert requests.get(url, timeout=10).status_code == 200
         assert requests.put(url, json=video(n), timeout=10).status_code == 201
@@ -51,6 +59,27 @@ def test_simple_cache_per_worker_serves_the_old_value(serve):
     assert requests.put(url, json=video(1), timeout=10).status_code == 201
     seen = get_pair() + get_pair()
     assert SEED in seen, "the other worker's cache should still hold the old value"
+
+
+@pytest.mark.postgres
+def test_postgres_is_seeded_once_by_many_workers_and_shared_by_two_services(
+    serve, postgres_url, postgres_schema
+):
+    """Two services on one schema, as on two hosts: the first one's 4 workers start
+    together and seed it once; the second seeds nothing, so a deleted video stays deleted;
+    each sees the other's writes, committed before the answer."""
+    settings = {"VIDEOS_STORE": "postgres", "CACHE_BACKEND": "none"}
+    first = serve(**settings, SERVICE_WORKERS=4) + "/videos"
+    with psycopg.connect(postgres_url, options=f"-c search_path={postgres_schema}") as database:
+        assert database.execute("SELECT count(*) FROM deployment").fetchone() == (1,)
+        assert database.execute("SELECT id FROM videos").fetchall() == [(1,)]
+        assert requests.delete(f"{first}/1", timeout=10).status_code == 204
+        second = serve(**settings) + "/videos"
+        assert requests.get(f"{second}/1", timeout=10).status_code == 404
+        assert requests.put(f"{second}/2", json=video(2), timeout=10).status_code == 201
+        assert database.execute("SELECT name FROM videos WHERE id = 2").fetchone() == ("write-2",)
+        assert requests.get(f"{first}/2", timeout=10).json() == video(2)
+        assert database.execute("SELECT count(*) FROM deployment").fetchone() == (1,)
 
 
 def test_chunked_oversized_body_is_413(serve):
@@ -82,12 +111,24 @@ def gunicorn(settings, *options):
     )
 
 
-def test_bad_setting_stops_gunicorn_with_one_line():
-    result = gunicorn({"CACHE_BACKEND": "couchbase"}, "service:create_app()")
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        (
+            {"CACHE_BACKEND": "couchbase"},
+            f"CACHE_BACKEND='couchbase': must be one of {', '.join(CACHE_BACKENDS)}",
+        ),
+        (
+            {"VIDEOS_STORE": "postgres"},
+            "VIDEOS_STORE='postgres' needs VIDEOS_DATABASE_URL, e.g. "
+            "postgresql://postgres@127.0.0.1:5432/postgres",
+        ),
+    ],
+)
+def test_bad_setting_stops_gunicorn_with_one_line(settings, says):
+    result = gunicorn(settings, "service:create_app()")
     assert result.returncode != 0
-    assert result.stderr.strip().splitlines() == [
-        f"cachebench service: CACHE_BACKEND='couchbase': must be one of {', '.join(CACHE_BACKENDS)}"
-    ]
+    assert result.stderr.strip().splitlines() == [f"cachebench service: {says}"]
 
 
 def worker_timeout(settings):
@@ -102,6 +143,21 @@ def test_worker_timeout_outlasts_the_longest_request_unless_set():
     one that does its work or waits for SQLite's lock."""
     assert worker_timeout({"VIDEOS_WORK_MS": 20_000, "VIDEOS_BUSY_TIMEOUT_MS": 7_000}) > 27
     assert worker_timeout({"VIDEOS_WORK_MS": 20_000, "SERVICE_TIMEOUT": 4}) == 4
+
+
+@pytest.mark.postgres
+def test_worker_timeout_outlasts_connecting_to_postgres_and_a_whole_statement(
+    postgres_url, postgres_schema
+):
+    """With postgres a request may spend the connect timeout, then the statement timeout."""
+    settings = {
+        "VIDEOS_STORE": "postgres",
+        "VIDEOS_DATABASE_URL": postgres_url,
+        "VIDEOS_SCHEMA": postgres_schema,
+        "VIDEOS_WORK_MS": 20_000,
+        "VIDEOS_BUSY_TIMEOUT_MS": 7_000,
+    }
+    assert worker_timeout(settings) > 20 + 7 + 2 * 7
 
 
 def test_a_run_inherits_only_the_allowed_part_of_the_callers_environment(monkeypatch):

@@ -2,6 +2,7 @@
 service's own (the fuzzer, test_api_fuzz.py, checks the answers against it)."""
 
 import json
+import re
 
 import schemathesis
 
@@ -31,6 +32,7 @@ def test_video_bounds_are_the_services():
     assert video["additionalProperties"] is False
     name = video["properties"]["name"]
     assert (name["minLength"], name["maxLength"]) == (1, NAME_MAX_CHARS)
+    assert re.fullmatch(name["pattern"], "a\x00b") is None
     count = components["schemas"]["Count"]
     assert (count["minimum"], count["maximum"]) == (0, COUNT_MAX)
     put = document["paths"]["/videos/{video_id}"]["put"]

@@ -44,6 +44,11 @@ def test_defaults_follow_the_tutorial():
         ("VIDEOS_WORK_MS", "-1", "must be a whole number from 0"),
         ("CACHE_DEFAULT_TIMEOUT", "1.5", "must be a whole number"),
         ("VIDEOS_WORK_PHASE", "during", "must be one of before-read, after-read"),
+        ("VIDEOS_STORE", "mongodb", "must be one of sqlite, postgres, memory"),
+        ("VIDEOS_STORE", "postgres", "needs VIDEOS_DATABASE_URL"),
+        ("VIDEOS_SCHEMA", "Videos", "lower-case letters, digits and _"),
+        ("VIDEOS_SCHEMA", "a" * 64, "must be 1 to 63"),
+        ("VIDEOS_SCHEMA", "pg_videos", "must not start with pg_"),
     ],
 )
 def test_bad_setting_is_one_line_naming_it(name, value, says, tmp_path):
