@@ -13,6 +13,11 @@ from reports.bounds import bound_flags
 from reports.figures import PERCENTILES
 from reports.stats import estimate
 
+# A cell's capacity and the theory's hit rates at it (summary.csv has them with a capacity).
+CAPACITY_COLUMNS = (
+    "keys", "capacity_entries", "capacity_share", "eviction_policy", "hit_rate_che",
+    "hit_rate_top_c",
+)  # fmt: skip
 # The latency groups of figures() a cell keeps: the report's tables and its chart.
 LATENCY_GROUPS = ("get_hit", "get_miss", "put", "all")
 
@@ -72,6 +77,8 @@ def cells(summary: pd.DataFrame, order: Sequence[str] = ()) -> pd.DataFrame:
             "get_miss_min_ms_bound": runs["get_miss_min_ms_bound"].iloc[0],
             # A mean, as throughput's is: the law bounds each run's throughput.
             "throughput_law_rps": runs["throughput_law_rps"].mean(),
+            "write_share": runs["writes"].sum() / runs["ops"].sum(),
+            **{c: runs[c].iloc[0] for c in CAPACITY_COLUMNS if c in runs},
         }
         for group in LATENCY_GROUPS:
             for p in PERCENTILES:
