@@ -163,10 +163,10 @@ class Settings:
     keys: int = DEFAULT_KEYS
     key_dist: str = DEFAULT_KEY_DIST
     zipf_s: float = DEFAULT_ZIPF_S
-    seed: str = DEFAULT_SEED
     history_dir: Path | None = None
     max_failure_rate: float | None = None
     max_stale_rate: float | None = None
+    seed: str = DEFAULT_SEED
 
     @classmethod
     def from_options(cls, options: argparse.Namespace | None) -> "Settings":

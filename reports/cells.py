@@ -13,7 +13,8 @@ from reports.bounds import bound_flags
 from reports.figures import PERCENTILES
 from reports.stats import estimate
 
-# A cell's capacity and the theory's hit rates at it (summary.csv has them with a capacity).
+# A cell's capacity and the theory's hit rates at it (summary.csv has them with a capacity;
+# NaN for a cache without one, such as none).
 CAPACITY_COLUMNS = (
     "keys", "capacity_entries", "capacity_share", "eviction_policy", "hit_rate_che",
     "hit_rate_top_c",
@@ -77,9 +78,10 @@ def cells(summary: pd.DataFrame, order: Sequence[str] = ()) -> pd.DataFrame:
             "get_miss_min_ms_bound": runs["get_miss_min_ms_bound"].iloc[0],
             # A mean, as throughput's is: the law bounds each run's throughput.
             "throughput_law_rps": runs["throughput_law_rps"].mean(),
-            "write_share": runs["writes"].sum() / runs["ops"].sum(),
-            **{c: runs[c].iloc[0] for c in CAPACITY_COLUMNS if c in runs},
         }
+        if "hit_rate_top_c" in runs:  # a matrix with capacities: its hit-rate curve
+            row.update({c: runs[c].iloc[0] for c in CAPACITY_COLUMNS})
+            row["write_share"] = runs["writes"].sum() / runs["ops"].sum()
         for group in LATENCY_GROUPS:
             for p in PERCENTILES:
                 column = f"{group}_{p}_ms"

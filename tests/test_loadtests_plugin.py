@@ -258,6 +258,7 @@ def test_the_options_are_a_group_of_their_own():
         "--keys",
         "--key-dist",
         "--zipf-s",
+        "--seed",
         "--history-dir",
         "--max-failure-rate",
         "--max-stale-rate",
