@@ -28,6 +28,9 @@ UNBOUNDED = 10**9
 SAMPLE_KEY = "cachebench:0123456789ab:get/videos/{id}"
 SAMPLE_VALUE = JSONSerializer().dumps(({"name": "p1a2b3c4-u8#123456", "views": 1, "likes": 0}, 200))
 CALIBRATION_ENTRIES = 2000
+# Redis counts its clients' buffers in used_memory, some 45 kB a connection here (Redis 7.0):
+# more than a small cache's entries, so maxmemory leaves room for the service's connections.
+CALIBRATION_CONNECTIONS = 8
 # memcached stores such an entry in its 192-byte chunk class (measured with memcached 1.6.18,
 # `stats slabs`): a slab page of 1 MB holds 5461. Memory comes in whole pages per slab class
 # and memcached needs -m 2 at least (its 1 MB item limit must be at most half of it).
@@ -60,9 +63,11 @@ def memcached_megabytes(entries: int) -> int:
 
 
 @contextmanager
-def sized_server(name: str, entries: int, policy: str) -> Iterator[tuple[str, dict]]:
-    """A private server of `name` (redis, memcached) that holds about `entries` entries: its
-    address, and what it was given (recorded with the run)."""
+def sized_server(
+    name: str, entries: int, policy: str, connections: int
+) -> Iterator[tuple[str, dict]]:
+    """A private server of `name` (redis, memcached) that holds about `entries` entries with
+    `connections` clients: its address, and what it was given (recorded with the run)."""
     server = SERVERS[name]
     if name == "memcached":
         megabytes = memcached_megabytes(entries)
@@ -76,15 +81,21 @@ def sized_server(name: str, entries: int, policy: str) -> Iterator[tuple[str, di
             )
         return
     with private_server(server, extra_args=["--maxmemory-policy", policy]) as (address, _):
-        yield address, size_redis(address, entries)
+        yield address, size_redis(address, entries, connections)
 
 
-def size_redis(address: str, entries: int) -> dict:
-    """Set maxmemory to the empty server's memory plus `entries` entries, each as measured on
-    this server: CALIBRATION_ENTRIES sample entries with a TTL (so with the keyspace's and the
-    expiry table's overhead), over their count."""
+def size_redis(address: str, entries: int, connections: int) -> dict:
+    """Set maxmemory to the empty server's memory plus `entries` entries and `connections`
+    clients, each as measured on this server: CALIBRATION_ENTRIES sample entries with a TTL
+    (so with the keyspace's and the expiry table's overhead) and CALIBRATION_CONNECTIONS
+    clients, over their count."""
     client = redis.Redis.from_url(address)
+    others = [redis.Redis.from_url(address) for _ in range(CALIBRATION_CONNECTIONS)]
     try:
+        alone = client.info("memory")["used_memory"]
+        for other in others:
+            other.get(SAMPLE_KEY.format(id=0))
+        per_connection = (client.info("memory")["used_memory"] - alone) / len(others)
         empty = client.info("memory")["used_memory"]
         pipe = client.pipeline(transaction=False)
         for i in range(CALIBRATION_ENTRIES):
@@ -92,8 +103,17 @@ def size_redis(address: str, entries: int) -> dict:
         pipe.execute()
         per_entry = (client.info("memory")["used_memory"] - empty) / CALIBRATION_ENTRIES
         client.flushall()
-        maxmemory = client.info("memory")["used_memory"] + math.ceil(entries * per_entry)
+        for other in others:
+            other.close()
+        room = entries * per_entry + connections * per_connection
+        maxmemory = client.info("memory")["used_memory"] + math.ceil(room)
         client.config_set("maxmemory", maxmemory)
     finally:
         client.close()
-    return {"redis_maxmemory": maxmemory, "redis_bytes_per_entry": round(per_entry, 1)}
+        for other in others:
+            other.close()
+    return {
+        "redis_maxmemory": maxmemory,
+        "redis_bytes_per_entry": round(per_entry, 1),
+        "redis_bytes_per_connection": round(per_connection),
+    }

@@ -404,8 +404,11 @@ def run_one(run: Run, options: Options, addresses: Mapping[str, str], progress: 
         with ExitStack() as stack:
             server = BACKENDS[run.cache].server if run.cache in BACKENDS else None
             if capacity and server:
+                # A connection per worker thread, and one to spare.
+                connections = options.workers * options.threads + 1
+                entries, policy = capacity["capacity_entries"], capacity["eviction_policy"]
                 address, given = stack.enter_context(
-                    sized_server(server, capacity["capacity_entries"], capacity["eviction_policy"])
+                    sized_server(server, entries, policy, connections)
                 )
                 addresses = {**addresses, SERVERS[server].setting: address}
                 capacity.update(given)
