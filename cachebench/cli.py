@@ -16,6 +16,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import NoReturn, TextIO
 
+from cachebench.capacity import DEFAULT_REDIS_POLICY, REDIS_POLICIES
 from cachebench.matrix import (
     QUICK,
     Options,
@@ -30,6 +31,7 @@ from cachebench.matrix import (
 from cachebench.processes import RUN_MARKER
 from cachebench.scenarios import scenarios
 from locust_cachebench.keys import KEY_DISTRIBUTIONS
+from locust_cachebench.options import SEED_CHOICES
 from reports.compare import CompareError, compare_runs, format_comparison
 from reports.figures import check, format_figures
 from reports.history import HistoryError
@@ -144,7 +146,31 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         type=int,
         help=f"CACHE_DEFAULT_TIMEOUT s (default: {defaults.cache_timeout_s})",
     )
-    add("--keys", type=int, help=f"keyspace size (default: {defaults.keys})")
+    add(
+        "--keys",
+        type=_numbers,
+        metavar="LIST",
+        help=f"keyspace sizes, comma list; more than one is a dimension (default: "
+        f"{','.join(map(str, defaults.keys))})",
+    )
+    add(
+        "--seed",
+        choices=SEED_CHOICES,
+        help=f"PUT every id before measuring, or none (default: {defaults.seed})",
+    )
+    add(
+        "--capacities",
+        type=_list,
+        metavar="LIST",
+        help="cache capacities, a dimension: entries (1000) or shares of the keys (10%%), "
+        "comma list (default: unbounded)",
+    )
+    add(
+        "--eviction-policies",
+        type=_choices(REDIS_POLICIES),
+        metavar="LIST",
+        help=f"Redis maxmemory-policy values, a dimension (default: {DEFAULT_REDIS_POLICY})",
+    )
     add(
         "--key-dist",
         choices=KEY_DISTRIBUTIONS,
@@ -276,6 +302,20 @@ def _choices(allowed: Sequence[str]):
         return names
 
     return parse
+
+
+def _list(text: str) -> tuple[str, ...]:
+    values = tuple(v.strip() for v in text.split(",") if v.strip())
+    if not values:
+        raise argparse.ArgumentTypeError(f"not a comma list: {text!r}")
+    return values
+
+
+def _numbers(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in _list(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma list of whole numbers: {text!r}") from None
 
 
 def _seconds(text: str) -> float:

@@ -28,11 +28,19 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
+from cachebench.capacity import (
+    DEFAULT_REDIS_POLICY,
+    EVICTION,
+    REDIS_POLICIES,
+    UNBOUNDED,
+    capacity_entries,
+    sized_server,
+)
 from cachebench.metadata import collect, run_conditions
 from cachebench.processes import ServerError, gunicorn_service, run_environment, stop
 from cachebench.scenarios import default_scenarios, scenarios
-from cachebench.servers import ServerUnavailable, needed, server_address
-from locust_cachebench.options import keys_count, zipf_exponent
+from cachebench.servers import SERVERS, ServerUnavailable, needed, server_address
+from locust_cachebench.options import keys_count, seed_choice, zipf_exponent
 from reports.bounds import RunShape, run_bounds
 from reports.cells import configurations
 from reports.figures import figures
@@ -47,14 +55,18 @@ from reports.history_format import RUN_FILE
 from reports.redact import redact
 from reports.report import write_report
 from reports.stats import UNSTABLE_CV, estimate
+from reports.theory import che_hit_rate, popularity, top_c_hit_rate
 from service import create_app
+from service.backends import BACKENDS
 from service.settings import BY_NAME, CACHE_BACKENDS
 
 # Locust's own command from this environment (`python -m locust` calls itself __main__.py).
 LOCUST = Path(sys.executable).with_name("locust")
 EXTERNAL = "external"  # the cache label of runs against --host: its cache is unknown
-# Seconds of the run Locust may spend seeding before the warm-up starts (100 keys: 0.2 s).
+# Seconds of the run Locust may spend seeding before the warm-up starts (100 keys: 0.2 s),
+# and per id seeded (800 PUTs a second measured here, with two gunicorn workers).
 SEEDING_S = 0.5
+SEEDING_S_PER_KEY = 1 / 800
 # A run with fewer operations in its window than this is too small to quote (with no cache
 # and the default work time, a run makes about 35 a second).
 MIN_OPS = 100
@@ -65,6 +77,8 @@ MIN_OPS = 100
 MAX_RUN_S = 7 * 24 * 3600
 # What a finished or interrupted run leaves in its --out; another run must not mix with it.
 RUN_OUTPUTS = ("metadata.json", "summary.csv", "histories")
+# Each run's capacity settings, beside its history: what its cache was given.
+CAPACITY_FILE = "capacity.json"
 
 
 class OptionsError(ValueError):
@@ -87,18 +101,38 @@ class Options:
     work_phase: str = "before-read"
     strategy: str = "cached"
     cache_timeout_s: int = 300
-    keys: int = 100
+    keys: tuple[int, ...] = (100,)
     key_dist: str = "zipf"
     zipf_s: float = 1.0
+    seed: str = "all"
+    # Each a count of entries or a share of the keyspace ("10%"); none: unbounded caches.
+    capacities: tuple[str, ...] = ()
+    eviction_policies: tuple[str, ...] = ()  # Redis's maxmemory-policy, with a capacity
     host: str | None = None
     allow_remote: bool = False
     out: Path = field(default_factory=lambda: Path("reports/runs") / time.strftime("%Y%m%d-%H%M%S"))
 
     def dimensions(self) -> list[tuple[str, tuple[str, ...]]]:
         """The matrix's dimensions besides cache, scenario and repeat: (name, values) each,
-        a column of summary.csv and part of a run's `variant`. None yet: a new dimension
-        (a fault, a strategy) is an option whose values are listed here."""
-        return []
+        a column of summary.csv and part of a run's `variant` (for the caches it applies to,
+        DIMENSION_APPLIES). A new dimension (a fault, a strategy) is an option whose values
+        are listed here."""
+        dimensions = []
+        if len(self.keys) > 1:
+            dimensions.append(("keys", tuple(map(str, self.keys))))
+        if self.capacities:
+            dimensions.append(("capacity", self.capacities))
+        if self.eviction_policies:
+            dimensions.append(("policy", self.eviction_policies))
+        return dimensions
+
+
+# The dimensions that apply to some caches only: a cache without a capacity (none, a --host's
+# unknown one) has none, and only Redis has a choice of eviction policy.
+DIMENSION_APPLIES = {
+    "capacity": lambda cache: cache in EVICTION,
+    "policy": lambda cache: cache == "redis",
+}
 
 
 # A smoke run: every cell once, briefly, with a short work time so that even the runs
@@ -116,7 +150,7 @@ SERVICE_OPTIONS = (
     ("threads", "--threads", "SERVICE_THREADS"),
 )
 # The options handed to Locust, checked by the load tests' own rules.
-LOCUST_OPTIONS = (("keys", "--keys", keys_count), ("zipf_s", "--zipf-s", zipf_exponent))
+LOCUST_OPTIONS = (("zipf_s", "--zipf-s", zipf_exponent), ("seed", "--seed", seed_choice))
 
 
 def validate(options: Options) -> Options:
@@ -141,6 +175,25 @@ def validate(options: Options) -> Options:
             BY_NAME[setting].parse(getattr(options, field_name))
         except ValueError as exc:
             raise OptionsError(f"{flag} {getattr(options, field_name)!r}: {exc}") from None
+    if not options.keys:
+        raise OptionsError("--keys needs at least one keyspace size")
+    for keys in options.keys:
+        try:
+            keys_count(keys)
+            for capacity in options.capacities:
+                capacity_entries(capacity, keys)
+        except (ArgumentTypeError, ValueError) as exc:
+            flag = "--keys" if isinstance(exc, ArgumentTypeError) else "--capacities"
+            raise OptionsError(f"{flag}: {exc}") from None
+    unknown = set(options.eviction_policies) - set(REDIS_POLICIES)
+    if unknown:
+        raise OptionsError(
+            f"unknown eviction policy {sorted(unknown)[0]!r}: use {', '.join(REDIS_POLICIES)}"
+        )
+    if options.eviction_policies and not options.capacities:
+        raise OptionsError("--eviction-policies needs --capacities: without one nothing evicts")
+    if options.capacities and options.host is not None:
+        raise OptionsError("--capacities needs the runner's own service, not --host")
     for field_name, flag, check in LOCUST_OPTIONS:
         try:
             check(getattr(options, field_name))
@@ -227,12 +280,20 @@ def plan(options: Options, caches: tuple[str, ...]) -> list[Run]:
     variants = list(
         itertools.product(*[[(name, v) for v in values] for name, values in dimensions])
     )
+
+    def cache_variants(cache: str) -> list[tuple[tuple[str, str], ...]]:
+        applying = [
+            tuple((n, v) for n, v in variant if DIMENSION_APPLIES.get(n, lambda _: True)(cache))
+            for variant in variants
+        ]
+        return list(dict.fromkeys(applying))
+
     cells = [
         (repeat, scenario, cache, variant)
         for repeat in range(1, options.repeats + 1)
         for scenario in options.scenarios
         for cache in caches
-        for variant in variants
+        for variant in cache_variants(cache)
     ]
     return [Run(c, s, r, i, len(cells), v) for i, (r, s, c, v) in enumerate(cells, start=1)]
 
@@ -315,15 +376,45 @@ def service_settings(
     }
 
 
+def run_keys(run: Run, options: Options) -> int:
+    """The keyspace of `run`: its `keys` value, or the only one."""
+    return int(dict(run.variant).get("keys", options.keys[0]))
+
+
+def run_capacity(run: Run, options: Options) -> dict:
+    """What `run`'s cache holds and drops: {} without a capacity, else `capacity_entries` and
+    `eviction_policy`."""
+    variant = dict(run.variant)
+    if "capacity" not in variant:
+        return {}
+    policy = EVICTION[run.cache] or variant.get("policy", DEFAULT_REDIS_POLICY)
+    entries = capacity_entries(variant["capacity"], run_keys(run, options))
+    return {"capacity_entries": entries, "eviction_policy": policy}
+
+
 def run_one(run: Run, options: Options, addresses: Mapping[str, str], progress: Progress) -> dict:
-    """One cell: a fresh service, Locust for warm-up + duration, final reads, the figures."""
+    """One cell: a fresh service (with a capacity, a private cache server sized for it),
+    Locust for warm-up + duration, final reads, the figures."""
     run_dir = options.out / "histories" / run.name
     run_dir.mkdir(parents=True, exist_ok=True)
     conditions = run_conditions()  # before this run adds its own load
     workdir = Path(tempfile.mkdtemp(prefix="cachebench-run-"))
+    capacity = run_capacity(run, options)
     try:
-        settings = service_settings(options, run.cache, workdir, addresses)
         with ExitStack() as stack:
+            server = BACKENDS[run.cache].server if run.cache in BACKENDS else None
+            if capacity and server:
+                # A connection per worker thread, and one to spare.
+                connections = options.workers * options.threads + 1
+                entries, policy = capacity["capacity_entries"], capacity["eviction_policy"]
+                address, given = stack.enter_context(
+                    sized_server(server, entries, policy, connections)
+                )
+                addresses = {**addresses, SERVERS[server].setting: address}
+                capacity.update(given)
+            (run_dir / CAPACITY_FILE).write_text(json.dumps(capacity))
+            settings = service_settings(options, run.cache, workdir, addresses)
+            settings["CACHE_THRESHOLD"] = capacity.get("capacity_entries", UNBOUNDED)
             if options.host:
                 url = options.host
             else:
@@ -338,6 +429,7 @@ def run_one(run: Run, options: Options, addresses: Mapping[str, str], progress: 
 
 
 def locust_command(run: Run, options: Options, url: str, run_dir: Path) -> list[str]:
+    seeding = seeding_s(run, options)
     return [
         str(LOCUST),
         "-f", str(scenarios()[run.scenario].path),
@@ -345,14 +437,20 @@ def locust_command(run: Run, options: Options, url: str, run_dir: Path) -> list[
         "--users", str(options.users), "--spawn-rate", str(options.users),
         # Locust's clock starts before seeding and counts whole seconds: ask for enough, and
         # measure exactly --duration from the end of seeding and the warm-up (run_window).
-        "--run-time", f"{math.ceil(options.warmup_s + options.duration_s + SEEDING_S)}s",
+        "--run-time", f"{math.ceil(options.warmup_s + options.duration_s + seeding)}s",
         "--host", url,
         "--history-dir", str(run_dir.resolve()),
-        "--keys", str(options.keys),
+        "--keys", str(run_keys(run, options)),
+        "--seed", options.seed,
         "--key-dist", options.key_dist,
         "--zipf-s", str(options.zipf_s),
         "--csv", str(run_dir.resolve() / "locust"),
     ]  # fmt: skip
+
+
+def seeding_s(run: Run, options: Options) -> float:
+    seeded = run_keys(run, options) if options.seed == "all" else 0
+    return SEEDING_S + seeded * SEEDING_S_PER_KEY
 
 
 def run_locust(run: Run, options: Options, url: str, run_dir: Path, progress: Progress) -> None:
@@ -372,7 +470,7 @@ def run_locust(run: Run, options: Options, url: str, run_dir: Path, progress: Pr
             cwd=home, env=run_environment({"HOME": home}), start_new_session=True,
         )  # fmt: skip
         started = time.monotonic()
-        deadline = started + options.warmup_s + options.duration_s + SEEDING_S + 60
+        deadline = started + options.warmup_s + options.duration_s + seeding_s(run, options) + 60
         try:
             while process.poll() is None:
                 progress.running(run, time.monotonic() - started, current_rps(run_dir))
@@ -427,11 +525,14 @@ def summarize(run: Run, options: Options, run_dir: Path, conditions: dict) -> di
     run_figures = figures(history, read_final_reads(run_dir), start_ns=window[0], end_ns=window[1])
     # Each Locust process's CPU over its measured load, as it measured it (no start-up).
     cpu = [p for p in info.get("cpu_percent", {}).values() if p is not None]
+    keys = run_keys(run, options)
     row = {
         "cache": run.cache,
         "scenario": run.scenario,
         "variant": run.variant_label,
         **dict(run.variant),
+        "keys": keys,
+        **capacity_figures(run_dir, keys, options),
         "repeat": run.repeat,
         **conditions,
         "window_s": (window[1] - window[0]) / 1e9,
@@ -449,6 +550,23 @@ def summarize(run: Run, options: Options, run_dir: Path, conditions: dict) -> di
     row.update(run_bounds(history, window, shape, run_figures))
     row["invalid"] = invalid_reason(row, options)
     return row
+
+
+def capacity_figures(run_dir: Path, keys: int, options: Options) -> dict:
+    """The run's capacity as given (CAPACITY_FILE) and the theory's hit rates at it: Che's
+    for LRU and the top-C bound, for reads of independent keys."""
+    path = run_dir / CAPACITY_FILE
+    capacity = json.loads(path.read_text()) if path.exists() else {}
+    if not capacity:
+        return {}
+    held = capacity.get("capacity_effective", capacity["capacity_entries"])
+    p = popularity(keys, options.key_dist, options.zipf_s)
+    return {
+        **capacity,
+        "capacity_share": held / keys,
+        "hit_rate_che": che_hit_rate(p, held),
+        "hit_rate_top_c": top_c_hit_rate(p, held),
+    }
 
 
 def invalid_reason(row: dict, options: Options) -> str:

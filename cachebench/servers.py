@@ -12,7 +12,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,9 +101,10 @@ def answers(server: Server, port: int) -> bool:
 
 @contextmanager
 def private_server(
-    server: Server, directory: Path | None = None
+    server: Server, directory: Path | None = None, extra_args: Sequence[str] = ()
 ) -> Iterator[tuple[str, subprocess.Popen]]:
-    """A server of our own on a free loopback port, keeping nothing on disk.
+    """A server of our own on a free loopback port, keeping nothing on disk, given
+    `extra_args` after its own (a capacity: cachebench/capacity.py).
 
     Yields its address and process (so a test can stop it early); stopped on exit.
     """
@@ -115,7 +116,7 @@ def private_server(
         port = free_port()
         user = pwd.getpwuid(os.geteuid()).pw_name
         args = [a.format(port=port, workdir=workdir, user=user) for a in shlex.split(server.args)]
-        process = launch([executable, *args], log, run_environment({}))
+        process = launch([executable, *args, *extra_args], log, run_environment({}))
         try:
             wait_until(lambda: answers(server, port), process, server.executable, log)
             yield server.address.format(port=port), process

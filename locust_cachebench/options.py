@@ -20,8 +20,12 @@ if TYPE_CHECKING:
 DEFAULT_KEYS = 100
 DEFAULT_KEY_DIST = "zipf"
 DEFAULT_ZIPF_S = 1.0
-# Choosing a key costs no memory per id, but a run first seeds the keyspace: a PUT and a
-# history row per id (1,000,000: some 20 minutes at the 800 PUT/s measured here, 100 MB).
+# all: PUT every id before the measured period; none: leave the keyspace as the store has it,
+# so an id never written reads as absent (404), which a large keyspace needs.
+SEED_CHOICES = ("all", "none")
+DEFAULT_SEED = "all"
+# Choosing a key costs no memory per id; seeding all of them costs a PUT and a history row per
+# id (1,000,000: some 20 minutes at the 800 PUT/s measured here, 100 MB): --seed none skips it.
 MAX_KEYS = 1_000_000
 # Where Locust's web UI and master listen unless told otherwise (Locust's own default is every
 # interface, and its web UI, which has no login, lets anyone load any host).
@@ -71,6 +75,12 @@ def key_distribution(value: Any) -> str:
     return value
 
 
+def seed_choice(value: Any) -> str:
+    if value not in SEED_CHOICES:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(SEED_CHOICES)}, not {value!r}")
+    return value
+
+
 def add_options(parser: "LocustArgumentParser") -> None:
     """Add the options to Locust's parser, in a group of their own in `locust --help` (an
     `init_command_line_parser` listener)."""
@@ -110,6 +120,15 @@ def add_options(parser: "LocustArgumentParser") -> None:
         help=f"Zipf exponent: id k is chosen ∝ 1/k^s (default {DEFAULT_ZIPF_S}; 0 is uniform).",
     )
     option(
+        "--seed",
+        type=seed_choice,
+        choices=SEED_CHOICES,
+        default=DEFAULT_SEED,
+        env_var="LOCUST_SEED",
+        help="all: PUT every id once before measuring; none: no PUT, an id never written "
+        f"reads as absent, 404 (default {DEFAULT_SEED}).",
+    )
+    option(
         "--history-dir",
         default=None,
         env_var="LOCUST_HISTORY_DIR",
@@ -147,6 +166,7 @@ class Settings:
     history_dir: Path | None = None
     max_failure_rate: float | None = None
     max_stale_rate: float | None = None
+    seed: str = DEFAULT_SEED
 
     @classmethod
     def from_options(cls, options: argparse.Namespace | None) -> "Settings":
@@ -174,6 +194,7 @@ _CHECKS = {
     "keys": keys_count,
     "key_dist": key_distribution,
     "zipf_s": zipf_exponent,
+    "seed": seed_choice,
     "history_dir": Path,
     "max_failure_rate": rate,
     "max_stale_rate": rate,

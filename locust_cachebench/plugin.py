@@ -116,7 +116,8 @@ class RunListeners:
         if not run.is_worker:
             try:
                 host = run.environment.host or DEFAULT_HOST
-                seed(host, run.settings.keys, run.history, run.process)
+                seeded = run.settings.keys if run.settings.seed == "all" else 0
+                seed(host, seeded, run.history, run.process)
             except SeedError as exc:
                 self.abort(str(exc))
                 return

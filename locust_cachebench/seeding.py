@@ -21,7 +21,7 @@ class SeedError(RuntimeError):
 
 
 def seed(host: str, keys: int, history: HistoryWriter | NoHistory, process: str) -> None:
-    """PUT every id 1 … `keys` at `host` once, as writer `<process>-seed`."""
+    """PUT every id 1 … `keys` at `host` once, as writer `<process>-seed` (none for 0)."""
     failures: list[str] = []
     report = EventHook()  # seeding is not part of the measured requests
 

@@ -11,6 +11,8 @@ side of one is a broken measurement (or a broken service), not a result:
   no time between a response and the next request; well below it, it does (its own
   overhead), and above it the measurement itself is broken.
 - Without a cache nothing can be stale and nothing can hit.
+- A cache of C entries hits at most the C likeliest keys' share of the reads (the top-C bound,
+  reports/theory.py), when requests are independent draws of known popularity.
 """
 
 import math
@@ -22,6 +24,9 @@ from reports.figures import window_mask
 
 # How far a measurement may stray from a bound it should meet before it is flagged.
 TOLERANCE = 0.10
+# A hit rate above its top-C bound by more than this (a share of the reads) is flagged: a finite
+# run's sampling and a capacity in bytes (Redis, memcached) that holds a few entries more.
+HIT_RATE_TOLERANCE = 0.05
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,9 @@ def bound_flags(figures: dict, cache: str) -> list[str]:
                 f"throughput {throughput:.0f}/s more than 10% below users/latency {law:.0f}/s: "
                 "the load generator loses time between requests"
             )
+    hit_rate, top_c = value.get("hit_rate"), value.get("hit_rate_top_c")
+    if hit_rate is not None and top_c is not None and hit_rate > top_c + HIT_RATE_TOLERANCE:
+        flags.append(f"hit rate {hit_rate:.1%} above the top-C bound {top_c:.1%}")
     if cache == "none" and (value.get("stale_reads") or value.get("hit_rate")):
         flags.append("stale reads or hits without a cache")
     return flags

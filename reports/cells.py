@@ -13,6 +13,12 @@ from reports.bounds import bound_flags
 from reports.figures import PERCENTILES
 from reports.stats import estimate
 
+# A cell's capacity and the theory's hit rates at it (summary.csv has them with a capacity;
+# NaN for a cache without one, such as none).
+CAPACITY_COLUMNS = (
+    "keys", "capacity_entries", "capacity_share", "eviction_policy", "hit_rate_che",
+    "hit_rate_top_c",
+)  # fmt: skip
 # The latency groups of figures() a cell keeps: the report's tables and its chart.
 LATENCY_GROUPS = ("get_hit", "get_miss", "put", "all")
 
@@ -73,6 +79,9 @@ def cells(summary: pd.DataFrame, order: Sequence[str] = ()) -> pd.DataFrame:
             # A mean, as throughput's is: the law bounds each run's throughput.
             "throughput_law_rps": runs["throughput_law_rps"].mean(),
         }
+        if "hit_rate_top_c" in runs:  # a matrix with capacities: its hit-rate curve
+            row.update({c: runs[c].iloc[0] for c in CAPACITY_COLUMNS})
+            row["write_share"] = runs["writes"].sum() / runs["ops"].sum()
         for group in LATENCY_GROUPS:
             for p in PERCENTILES:
                 column = f"{group}_{p}_ms"

@@ -78,6 +78,10 @@ def _interval(e: Estimate) -> str:
     return f"{e.mean:.0f} [{e.low:.0f}–{e.high:.0f}]"
 
 
+def _keys(keys: int | Sequence[int]) -> str:
+    return ", ".join(f"{k:,}" for k in keys) if isinstance(keys, list | tuple) else f"{keys:,}"
+
+
 def _ms(value: float) -> str:
     return "–" if value is None or math.isnan(value) else f"{value:.1f}"
 
@@ -182,6 +186,85 @@ def charts(cell_table: pd.DataFrame, directory: Path, order: Sequence[str] = ())
     return paths
 
 
+def curve_cells(cell_table: pd.DataFrame) -> pd.DataFrame:
+    """The cells with a capacity, each with `line`: its configuration without the capacity
+    (the backend, policy, keyspace), the hit-rate curve it belongs to."""
+    if "hit_rate_top_c" not in cell_table:
+        return pd.DataFrame()
+    sized = cell_table[cell_table["hit_rate_top_c"].notna()]
+    line = sized["cache"].str.replace(r"capacity=[^,\]]*,?", "", regex=True)
+    line = line.str.replace(r",?\]$", "]", regex=True).str.replace(" []", "", regex=False)
+    return sized.assign(line=line).sort_values(["scenario", "line", "capacity_share"])
+
+
+def curve_table(sized: pd.DataFrame) -> pd.DataFrame:
+    """Each measured hit rate beside its theory: Che's LRU and the top-C bound."""
+    return pd.DataFrame([{
+        "configuration": c.line,
+        "keys": int(c.keys),
+        "capacity (entries)": int(c.capacity_entries),
+        "capacity ÷ keys": f"{c.capacity_share:.1%}",
+        "eviction": c.eviction_policy,
+        "hit rate": _rate(c.hit_rate),
+        "Che (LRU)": _rate(c.hit_rate_che),
+        "top-C bound": _rate(c.hit_rate_top_c),
+        "of the bound": _rate(c.hit_rate / c.hit_rate_top_c),
+        "below Che": f"{(c.hit_rate_che - c.hit_rate) * 100:+.1f} pt",
+    } for c in sized.itertuples()])  # fmt: skip
+
+
+THEORY_LINES = (("hit_rate_che", "k--", "Che, LRU"), ("hit_rate_top_c", "k:", "top-C bound"))
+
+
+def curve_chart(sized: pd.DataFrame, path: Path) -> Path:
+    """Hit rate against capacity ÷ keyspace: a line per configuration and policy, and the
+    theory's (Che's LRU dashed, top-C dotted) per keyspace."""
+    scenarios = list(dict.fromkeys(sized["scenario"]))
+    fig = Figure(figsize=(6 * len(scenarios), 4))
+    axes = fig.subplots(1, len(scenarios), squeeze=False)
+    for ax, scenario in zip(axes[0], scenarios, strict=True):
+        cells_of = sized[sized["scenario"] == scenario]
+        for line, points in cells_of.groupby("line", sort=False):
+            ax.plot(points["capacity_share"], points["hit_rate"], marker="o", label=line)
+        for keys, points in cells_of.groupby("keys"):
+            theory = points.drop_duplicates("capacity_share")
+            for column, style, name in THEORY_LINES:
+                label = f"{name} ({keys:.0f} keys)"
+                ax.plot(theory["capacity_share"], theory[column], style, linewidth=1, label=label)
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1.05)
+        ax.set_xlabel("capacity ÷ keyspace")
+        ax.set_ylabel("hit rate (median over repeats)")
+        ax.set_title(f"Hit-rate curve, {scenario}")
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def curve_sections(cell_table: pd.DataFrame, chart_dir: Path) -> list[Section]:
+    sized = curve_cells(cell_table)
+    if sized.empty:
+        return []
+    sections = []
+    for scenario in dict.fromkeys(sized["scenario"]):
+        of = sized[sized["scenario"] == scenario]
+        gap = (of["hit_rate_che"] - of["hit_rate"]).mean()
+        closest = of.groupby("line")["hit_rate"].sum() / of.groupby("line")["hit_rate_top_c"].sum()
+        sections.append(Section(f"Hit-rate curve, `{scenario}`", [
+            "Each measured hit rate beside its theory for reads of independent keys of known "
+            "popularity: **Che's approximation** of an LRU cache of that capacity, and the "
+            "**top-C bound**, the share of the reads of the C likeliest keys, which no cache "
+            "of C entries passes (a rate above it is flagged in the bounds).",
+            f"Writes are {of['write_share'].mean():.1%} of the operations here; each "
+            "invalidates its key's entry, and the run starts cold, so the measured rates lie "
+            f"on average {gap * 100:.1f} points below Che's. Closest to the bound: "
+            + ", ".join(f"{line} {share:.0%}" for line, share in
+                        closest.sort_values(ascending=False).items())
+            + " of it (hits over the bound's, summed over the capacities).",
+        ], curve_table(of)))  # fmt: skip
+    sections[-1].images.append(curve_chart(sized, chart_dir / "hit_rate_curve.png"))
+    return sections
+
+
 def _half_width(e: Estimate) -> float:
     return 0.0 if math.isnan(e.high) else e.high - e.mean
 
@@ -213,7 +296,8 @@ def build_sections(
         )
         + f"Locust {options['users']} "
         f"users, {options['warmup_s']:g} s warm-up (excluded) + {options['duration_s']:g} s "
-        f"measured, {options['keys']} keys ({options['key_dist']}, s={options['zipf_s']}), "
+        f"measured, {_keys(options['keys'])} keys ({options['key_dist']}, "
+        f"s={options['zipf_s']}, seeded: {options.get('seed', 'all')}), "
         f"{options['repeats']} repeat(s), repeats interleaved across configurations.",
         "Throughput is a mean over repeats with its 95 % interval; latencies are medians "
         "over repeats (max: the largest); a CV of throughput of 10 % or more is flagged ⚠. "
@@ -228,6 +312,7 @@ def build_sections(
                                 comparison_table(scenario_cells)))  # fmt: skip
     if not cell_table.empty:
         sections.append(Section("Charts", images=charts(cell_table, chart_dir, order)))
+        sections.extend(curve_sections(cell_table, chart_dir))
         for scenario in dict.fromkeys(cell_table["scenario"]):
             scenario_cells = cell_table[cell_table["scenario"] == scenario]
             sections.append(Section(f"Bounds, `{scenario}`", [], bounds_table(scenario_cells)))

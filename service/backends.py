@@ -27,7 +27,10 @@ def filesystem_config(app: Flask, deployment: str) -> dict[str, Any]:
     base = Path(app.config["CACHE_DIR"] or Path(app.instance_path) / "cache")
     # A base directory that exists is the operator's, left as it is (it may be /tmp).
     base.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return {"CACHE_DIR": str(private_directory(base / deployment))}
+    return {
+        "CACHE_DIR": str(private_directory(base / deployment)),
+        "CACHE_THRESHOLD": app.config["CACHE_THRESHOLD"],
+    }
 
 
 def no_config(app: Flask, deployment: str) -> dict[str, Any]:
@@ -67,6 +70,7 @@ BACKENDS = {
             "simple",
             "service.cache_format.JSONSimpleCache",
             "SimpleCache, per process, as in the tutorial",
+            config=settings_config("CACHE_THRESHOLD"),
             per_process=True,
         ),
         Backend(

@@ -139,6 +139,14 @@ SETTINGS: tuple[Setting, ...] = (
         "subdirectory, always 0700. Unset: `cache` in Flask's instance folder.",
     ),
     Setting(
+        "CACHE_THRESHOLD",
+        500,
+        integer(1),
+        "Entries a `simple` cache (each worker's own) or a `filesystem` cache holds before it "
+        "evicts: past it, cachelib drops the expired entries, then those that expire first "
+        "(with one TTL, the oldest set: FIFO). 500 is Flask-Caching's default.",
+    ),
+    Setting(
         "CACHE_REDIS_URL", "redis://127.0.0.1:6379/0", text, "Redis server of the `redis` backend."
     ),
     Setting(

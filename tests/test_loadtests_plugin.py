@@ -258,6 +258,7 @@ def test_the_options_are_a_group_of_their_own():
         "--keys",
         "--key-dist",
         "--zipf-s",
+        "--seed",
         "--history-dir",
         "--max-failure-rate",
         "--max-stale-rate",
@@ -274,7 +275,14 @@ def test_the_web_ui_has_a_cache_hits_tab(environment, monkeypatch):
         request(env, x_cache=x_cache, **{SCENARIO: "ReadHeavyUser"})
     # The form's extra options: the plugin's, all but the history directory, as before.
     options = env.web_ui.template_args["extra_options"]
-    assert set(options) == {"keys", "key_dist", "zipf_s", "max_failure_rate", "max_stale_rate"}
+    assert set(options) == {
+        "keys",
+        "key_dist",
+        "zipf_s",
+        "seed",
+        "max_failure_rate",
+        "max_stale_rate",
+    }
     assert env.web_ui.template_args["extended_tabs"] == [
         {"title": "Cache hits", "key": "cache-hits"}
     ]

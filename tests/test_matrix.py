@@ -67,7 +67,7 @@ def test_a_remote_target_is_refused_unless_allowed(url):
         ({"repeats": 0}, "--repeats must be at least 1"),
         ({"host": "ftp://127.0.0.1"}, "is not an http(s) URL"),
         ({"duration_s": 1e308}, "must be at most 604,800 s"),
-        ({"keys": 1_000_001}, "--keys: must be a whole number <= 1000000, not 1000001"),
+        ({"keys": (1_000_001,)}, "--keys: must be a whole number <= 1000000, not 1000001"),
     ],
 )
 def test_bad_options_say_what_to_change(changes, says):
@@ -342,7 +342,7 @@ def test_quick_run_writes_a_complete_report(quick_run):
     assert page.count("data:image/png;base64,") == 3
     metadata = json.loads((quick_run / "metadata.json").read_text())
     assert metadata["options"]["repeats"] == 1
-    assert metadata["options"]["keys"] == 20
+    assert metadata["options"]["keys"] == [20]
     assert metadata["machine"]["cpu_count"] == os.cpu_count()
     assert metadata["versions"]["locust"] != "not installed"
     # The commit (12 hex digits, "-dirty" with uncommitted changes), or the wording for none.
