@@ -43,6 +43,11 @@ def settings_config(*names: str) -> Callable[[Flask, str], dict[str, Any]]:
     return config
 
 
+# The settings, in milliseconds, that bound a server backend's client (service/settings.py
+# derives them when unset); the JSON classes of cache_format.py hand them to the client.
+CLIENT_TIMEOUTS = ("CACHE_CONNECT_TIMEOUT_MS", "CACHE_SOCKET_TIMEOUT_MS")
+
+
 @dataclass(frozen=True)
 class Backend:
     name: str  # the value of CACHE_BACKEND
@@ -79,7 +84,7 @@ BACKENDS = {
             "redis",
             "service.cache_format.JSONRedisCache",
             "RedisCache at `CACHE_REDIS_URL`",
-            config=settings_config("CACHE_REDIS_URL"),
+            config=settings_config("CACHE_REDIS_URL", *CLIENT_TIMEOUTS),
             server="redis",
             client="redis",
         ),
@@ -87,7 +92,7 @@ BACKENDS = {
             "memcached",
             "service.cache_format.JSONMemcachedCache",
             "MemcachedCache through pymemcache at `CACHE_MEMCACHED_SERVERS`",
-            config=settings_config("CACHE_MEMCACHED_SERVERS"),
+            config=settings_config("CACHE_MEMCACHED_SERVERS", *CLIENT_TIMEOUTS),
             server="memcached",
             client="pymemcache",
         ),

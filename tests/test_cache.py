@@ -1,7 +1,9 @@
 """What the cache does, seen through X-Cache and the backends themselves."""
 
 import logging
+import signal
 import stat
+from contextlib import contextmanager
 
 import pytest
 from pymemcache.exceptions import MemcacheServerError
@@ -12,6 +14,7 @@ from service.backends import BACKENDS
 from service.cache import cache
 from service.settings import CACHE_BACKENDS
 
+SEED = {"name": "HelloWorld", "views": 147, "likes": 3}
 NEW = {"name": "Cats", "views": 10, "likes": 2}
 CACHING_BACKENDS = [b for b in CACHE_BACKENDS if b != "none"]
 SERVER_BACKENDS = [b for b in CACHE_BACKENDS if BACKENDS[b].server]
@@ -148,6 +151,69 @@ def test_server_down_serves_from_the_store_with_bypass(make_app, stoppable_serve
         assert client.delete("/videos/1").status_code == 204
         assert client.get("/videos/1").status_code == 404
     assert any("cache" in r.getMessage().lower() for r in caplog.records)
+
+
+def client_timeouts(app):
+    """The connect and socket timeouts, in seconds, and the retries of the client through which
+    `app`'s cache reaches its server."""
+    with app.app_context():
+        backend = cache.cache
+    if app.config["CACHE_BACKEND"] == "redis":
+        connection = backend._write_client.connection_pool.connection_kwargs
+        timeouts = connection["socket_connect_timeout"], connection["socket_timeout"]
+        return (*timeouts, connection["retry"].get_retries())
+    return backend._client.connect_timeout, backend._client.timeout, 0  # pymemcache: none
+
+
+@pytest.mark.parametrize("backend", SERVER_BACKENDS)
+def test_client_timeouts_are_the_settings_and_never_retried(make_app, backend):
+    app = make_app(CACHE_BACKEND=backend, CACHE_CONNECT_TIMEOUT_MS=40, CACHE_SOCKET_TIMEOUT_MS=30)
+    assert client_timeouts(app) == (0.04, 0.03, 0)
+
+
+@pytest.mark.parametrize("backend", SERVER_BACKENDS)
+@pytest.mark.parametrize(("work_ms", "timeout_s"), [(0, 0.1), (1000, 0.25), (2002, 0.5)])
+def test_client_timeouts_unset_are_a_quarter_of_the_work_at_least_100_ms(
+    make_app, backend, work_ms, timeout_s
+):
+    app = make_app(CACHE_BACKEND=backend, VIDEOS_WORK_MS=work_ms)
+    assert client_timeouts(app) == (timeout_s, timeout_s, 0)
+
+
+@contextmanager
+def stalled(process):
+    """`process` stopped (SIGSTOP) for the duration: it holds its connections and answers
+    nothing, as a server swapping or stuck would."""
+    process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        process.send_signal(signal.SIGCONT)
+
+
+def server_app(make_app, stoppable_server, backend):
+    """An app on a private server of `backend`'s, which the test may stop: (app, process)."""
+    server = SERVERS[BACKENDS[backend].server]
+    address, process = stoppable_server(server.name)
+    return make_app(CACHE_BACKEND=backend, **{server.setting: address}), process
+
+
+@pytest.mark.parametrize("backend", SERVER_BACKENDS)
+def test_stalled_server_is_bypassed_and_the_write_committed(make_app, stoppable_server, backend):
+    """A server that stops answering costs each request one client timeout (derived from the
+    work: see test_client_timeouts_unset_...), never an error."""
+    app, process = server_app(make_app, stoppable_server, backend)
+    client = app.test_client()
+    assert [x_cache(client) for _ in range(2)] == ["MISS", "HIT"]
+    with stalled(process):
+        get = client.get("/videos/1")
+        put = client.put("/videos/1", json=NEW)
+    assert (get.status_code, get.headers["X-Cache"], get.get_json()) == (200, "BYPASS", SEED)
+    assert (put.status_code, put.headers["X-Cache"]) == (201, "BYPASS")
+    # The PUT could not invalidate, so the cache may still hold the seed (the stale reads the
+    # harness counts): the store, read past the cache, has the write.
+    store = make_app(CACHE_BACKEND="none").test_client()
+    assert store.get("/videos/1").get_json() == NEW
 
 
 @pytest.mark.memcached

@@ -102,6 +102,9 @@ def test_worker_timeout_outlasts_the_longest_request_unless_set():
     one that does its work or waits for SQLite's lock."""
     assert worker_timeout({"VIDEOS_WORK_MS": 20_000, "VIDEOS_BUSY_TIMEOUT_MS": 7_000}) > 27
     assert worker_timeout({"VIDEOS_WORK_MS": 20_000, "SERVICE_TIMEOUT": 4}) == 4
+    # A GET or a PUT that waits out the cache client's timeouts (a stalled cache).
+    stalled_cache = {"CACHE_CONNECT_TIMEOUT_MS": 20_000, "CACHE_SOCKET_TIMEOUT_MS": 30_000}
+    assert worker_timeout({"VIDEOS_WORK_MS": 0, "VIDEOS_BUSY_TIMEOUT_MS": 0, **stalled_cache}) > 50
 
 
 def test_a_run_inherits_only_the_allowed_part_of_the_callers_environment(monkeypatch):

@@ -39,6 +39,8 @@ def test_defaults_follow_the_tutorial():
         ("CACHE_MEMCACHED_SERVERS", "127.0.0.1", "must be one server as host:port"),
         ("CACHE_MEMCACHED_SERVERS", "a:1,b:2", "must be one server as host:port"),
         ("CACHE_MEMCACHED_SERVERS", "127.0.0.1:65536", "must be one server as host:port"),
+        ("CACHE_SOCKET_TIMEOUT_MS", "0", "must be a whole number from 1 to 60000"),
+        ("CACHE_CONNECT_TIMEOUT_MS", "0.5", "must be a whole number"),
         ("CACHE_STRATEGY", "lru", "must be one of cached, memoize, memoize-fixed"),
         ("VIDEOS_WORK_MS", "fast", "must be a whole number"),
         ("VIDEOS_WORK_MS", "-1", "must be a whole number from 0"),
