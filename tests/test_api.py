@@ -77,3 +77,4 @@ def test_health_says_what_is_served(client, backend, strategy):
     body = client.get("/health").get_json()
     assert body["status"] == "ok"
     assert (body["cache_backend"], body["cache_strategy"]) == (backend, strategy)
+    assert body["cache"] == ("none" if backend == "none" else "ok")

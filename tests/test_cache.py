@@ -216,6 +216,25 @@ def test_stalled_server_is_bypassed_and_the_write_committed(make_app, stoppable_
     assert store.get("/videos/1").get_json() == NEW
 
 
+@pytest.mark.parametrize("backend", SERVER_BACKENDS)
+def test_health_says_whether_the_cache_answers_and_stays_ok(make_app, stoppable_server, backend):
+    app, process = server_app(make_app, stoppable_server, backend)
+    client = app.test_client()
+
+    def health():
+        response = client.get("/health")
+        assert (response.status_code, response.get_json()["status"]) == (200, "ok")
+        return response.get_json()["cache"]
+
+    assert health() == "ok"
+    with stalled(process):
+        assert health() == "unreachable"
+    assert health() == "ok"
+    process.terminate()
+    process.wait()
+    assert health() == "unreachable"
+
+
 @pytest.mark.memcached
 @pytest.mark.parametrize("strategy", ["cached", "memoize-fixed"])
 def test_memcached_keys_over_250_bytes_are_never_cached_never_an_error(make_app, strategy):
