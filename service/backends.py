@@ -16,7 +16,10 @@ from flask import Flask
 
 
 def private_directory(path: Path) -> Path:
-    """Make the deployment's own directory `path`, readable by this user only."""
+    """Make the deployment's own directory `path`, readable by this user only, and the base
+    directory it is in if missing (0700 too)."""
+    # A base directory that exists is the operator's, left as it is (it may be /tmp).
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.mkdir(mode=0o700, exist_ok=True)
     os.chmod(path, 0o700)  # mkdir's mode yields to the umask
     return path
@@ -25,8 +28,6 @@ def private_directory(path: Path) -> Path:
 def filesystem_config(app: Flask, deployment: str) -> dict[str, Any]:
     # FileSystemCache has no key prefix: a directory per deployment keeps runs apart.
     base = Path(app.config["CACHE_DIR"] or Path(app.instance_path) / "cache")
-    # A base directory that exists is the operator's, left as it is (it may be /tmp).
-    base.mkdir(mode=0o700, parents=True, exist_ok=True)
     return {"CACHE_DIR": str(private_directory(base / deployment))}
 
 

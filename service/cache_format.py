@@ -8,6 +8,9 @@ comes back is what was stored: a tuple stays a tuple, and the 404 that Flask-Cac
 """
 
 import json
+import logging
+import os
+from pathlib import Path
 from typing import IO, Any, ClassVar
 
 from flask import Flask
@@ -17,6 +20,10 @@ from pymemcache.client.base import PooledClient
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from werkzeug.exceptions import HTTPException, default_exceptions
+
+from service.backends import private_directory
+
+log = logging.getLogger(__name__)
 
 
 class UndecodableEntry(ValueError):
@@ -115,6 +122,17 @@ class JSONSimpleCache(SimpleCache):
 
 class JSONFileSystemCache(FileSystemCache):
     serializer = JSONSerializer()
+
+    def set(
+        self, key: str, value: Any, timeout: int | None = None, mgmt_element: bool = False
+    ) -> bool:
+        # A directory removed while serving (an operator, a cleanup of /tmp) would otherwise
+        # fail every write with a traceback, and the cache stay off until a restart. Reads
+        # need nothing: a missing file is a miss.
+        if not os.path.isdir(self._path):
+            log.warning("the cache directory %s was removed: made again", self._path)
+            private_directory(Path(self._path))
+        return super().set(key, value, timeout, mgmt_element)
 
 
 def client_timeouts_s(config: dict) -> tuple[float, float]:

@@ -1,11 +1,13 @@
 """What the cache does, seen through X-Cache and the backends themselves."""
 
 import logging
+import shutil
 import signal
 import stat
 from contextlib import contextmanager
 
 import pytest
+import requests
 from pymemcache.exceptions import MemcacheServerError
 from raw_cache import full_key, raw_cache
 
@@ -89,6 +91,25 @@ def test_filesystem_cache_directory_is_private(make_app, tmp_path):
     base = tmp_path / "cache"
     (deployment,) = base.iterdir()
     assert (mode(base), mode(deployment)) == (0o700, 0o700)
+
+
+@pytest.mark.parametrize("removed", ["deployment", "base"])
+def test_a_removed_cache_directory_is_made_again_private(serve, tmp_path, removed):
+    """Removed while gunicorn serves (an operator, a cleanup of /tmp), the directory comes
+    back at the next write, 0700, with one line in the log, and the cache hits again."""
+    # One worker, answering before the removal: a worker still booting would make the
+    # directory itself, as it does at every start.
+    url = serve(CACHE_BACKEND="filesystem", SERVICE_WORKERS=1) + "/videos/1"
+    statuses = [requests.get(url, timeout=10).headers["X-Cache"] for _ in range(2)]
+    base = tmp_path / "cache"
+    (deployment,) = base.iterdir()
+    shutil.rmtree(deployment if removed == "deployment" else base)
+    statuses += [requests.get(url, timeout=10).headers["X-Cache"] for _ in range(2)]
+    assert statuses == ["MISS", "HIT", "MISS", "HIT"]
+    assert (mode(base), mode(deployment)) == (0o700, 0o700)
+    log = (tmp_path / "gunicorn.log").read_text()
+    assert log.count("was removed: made again") == 1
+    assert "Traceback" not in log
 
 
 def test_an_existing_cache_base_directory_is_left_as_it_is(make_app, tmp_path):
