@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from redis.connection import parse_url
+
 from service.backends import BACKENDS, CLIENT_TIMEOUTS
 
 CACHE_BACKENDS = tuple(BACKENDS)
@@ -87,6 +89,16 @@ def host_port(value: Any) -> str:
     return value
 
 
+def redis_url(value: Any) -> str:
+    # redis-py's own parser, which the client runs in every worker as it boots: what it
+    # refuses would otherwise kill each of them with a traceback.
+    try:
+        parse_url(text(value))
+    except ValueError as exc:
+        raise ValueError(f"must be a Redis URL such as redis://127.0.0.1:6379/0 ({exc})") from None
+    return value
+
+
 def boolean(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -133,7 +145,10 @@ SETTINGS: tuple[Setting, ...] = (
         "subdirectory, always 0700. Unset: `cache` in Flask's instance folder.",
     ),
     Setting(
-        "CACHE_REDIS_URL", "redis://127.0.0.1:6379/0", text, "Redis server of the `redis` backend."
+        "CACHE_REDIS_URL",
+        "redis://127.0.0.1:6379/0",
+        redis_url,
+        "Redis server of the `redis` backend.",
     ),
     Setting(
         "CACHE_MEMCACHED_SERVERS",

@@ -82,12 +82,25 @@ def gunicorn(settings, *options):
     )
 
 
-def test_bad_setting_stops_gunicorn_with_one_line():
-    result = gunicorn({"CACHE_BACKEND": "couchbase"}, "service:create_app()")
+@pytest.mark.parametrize(
+    ("settings", "line"),
+    [
+        (
+            {"CACHE_BACKEND": "couchbase"},
+            f"CACHE_BACKEND='couchbase': must be one of {', '.join(CACHE_BACKENDS)}",
+        ),
+        # Before it was checked here, each worker died on it with a traceback of ~100 lines.
+        (
+            {"CACHE_BACKEND": "redis", "CACHE_REDIS_URL": "redis://:bad"},
+            "CACHE_REDIS_URL='redis://:bad': must be a Redis URL such as "
+            "redis://127.0.0.1:6379/0 (Port could not be cast to integer value as 'bad')",
+        ),
+    ],
+)
+def test_bad_setting_stops_gunicorn_with_one_line(settings, line):
+    result = gunicorn(settings, "service:create_app()")
     assert result.returncode != 0
-    assert result.stderr.strip().splitlines() == [
-        f"cachebench service: CACHE_BACKEND='couchbase': must be one of {', '.join(CACHE_BACKENDS)}"
-    ]
+    assert result.stderr.strip().splitlines() == [f"cachebench service: {line}"]
 
 
 def worker_timeout(settings):
