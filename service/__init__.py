@@ -11,7 +11,8 @@ from typing import Any
 from flask import Flask
 
 from service import cache, store, videos
-from service.settings import check_together, defaults, parse_settings
+from service.backends import CLIENT_TIMEOUTS
+from service.settings import cache_timeout_ms, check_together, defaults, parse_settings
 from service.validation import MAX_BODY_BYTES
 
 
@@ -29,6 +30,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config["DEBUG"] = False
     if app.config["VIDEOS_DATABASE"] is None:
         app.config["VIDEOS_DATABASE"] = str(Path(app.instance_path) / "videos.sqlite")
+    for name in CLIENT_TIMEOUTS:
+        app.config[name] = cache_timeout_ms(app.config, name)
 
     store.init_app(app)
     cache.init_app(app)

@@ -16,7 +16,10 @@ from flask import Flask
 
 
 def private_directory(path: Path) -> Path:
-    """Make the deployment's own directory `path`, readable by this user only."""
+    """Make the deployment's own directory `path`, readable by this user only, and the base
+    directory it is in if missing (0700 too)."""
+    # A base directory that exists is the operator's, left as it is (it may be /tmp).
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.mkdir(mode=0o700, exist_ok=True)
     os.chmod(path, 0o700)  # mkdir's mode yields to the umask
     return path
@@ -25,8 +28,6 @@ def private_directory(path: Path) -> Path:
 def filesystem_config(app: Flask, deployment: str) -> dict[str, Any]:
     # FileSystemCache has no key prefix: a directory per deployment keeps runs apart.
     base = Path(app.config["CACHE_DIR"] or Path(app.instance_path) / "cache")
-    # A base directory that exists is the operator's, left as it is (it may be /tmp).
-    base.mkdir(mode=0o700, parents=True, exist_ok=True)
     return {
         "CACHE_DIR": str(private_directory(base / deployment)),
         "CACHE_THRESHOLD": app.config["CACHE_THRESHOLD"],
@@ -44,6 +45,11 @@ def settings_config(*names: str) -> Callable[[Flask, str], dict[str, Any]]:
         return {name: app.config[name] for name in names}
 
     return config
+
+
+# The settings, in milliseconds, that bound a server backend's client (service/settings.py
+# derives them when unset); the JSON classes of cache_format.py hand them to the client.
+CLIENT_TIMEOUTS = ("CACHE_CONNECT_TIMEOUT_MS", "CACHE_SOCKET_TIMEOUT_MS")
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,7 @@ BACKENDS = {
             "redis",
             "service.cache_format.JSONRedisCache",
             "RedisCache at `CACHE_REDIS_URL`",
-            config=settings_config("CACHE_REDIS_URL"),
+            config=settings_config("CACHE_REDIS_URL", *CLIENT_TIMEOUTS),
             server="redis",
             client="redis",
         ),
@@ -91,7 +97,7 @@ BACKENDS = {
             "memcached",
             "service.cache_format.JSONMemcachedCache",
             "MemcachedCache through pymemcache at `CACHE_MEMCACHED_SERVERS`",
-            config=settings_config("CACHE_MEMCACHED_SERVERS"),
+            config=settings_config("CACHE_MEMCACHED_SERVERS", *CLIENT_TIMEOUTS),
             server="memcached",
             client="pymemcache",
         ),

@@ -11,7 +11,7 @@ Values are cached as JSON (service/cache_format.py): an entry that does not deco
 import logging
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from flask_caching import Cache
 from flask_caching.signals import (
     cache_memoize_hit,
@@ -67,6 +67,19 @@ def init_app(app: Flask) -> None:
     }
     cache.init_app(app, config)
     app.after_request(add_x_cache_header)
+
+
+def cache_state() -> str:
+    """What /health says of the cache: `none` (CACHE_BACKEND=none), `ok` (it answers a read), or
+    `unreachable` (the read failed, within the client's timeouts: requests go on without the
+    cache, X-Cache: BYPASS, until it answers again)."""
+    if current_app.config["CACHE_BACKEND"] == "none":
+        return "none"
+    try:
+        cache.get("health")  # a key never written: a read the server answers with nothing
+    except Exception:
+        return "unreachable"
+    return "ok"
 
 
 def mark_view_ran() -> None:

@@ -8,13 +8,22 @@ comes back is what was stored: a tuple stays a tuple, and the 404 that Flask-Cac
 """
 
 import json
+import logging
+import os
+from pathlib import Path
 from typing import IO, Any, ClassVar
 
 from flask import Flask
 from flask.json.tag import JSONTag, PassDict, PassList, TagDict, TaggedJSONSerializer, TagTuple
 from flask_caching.backends import FileSystemCache, MemcachedCache, RedisCache, SimpleCache
 from pymemcache.client.base import PooledClient
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from werkzeug.exceptions import HTTPException, default_exceptions
+
+from service.backends import private_directory
+
+log = logging.getLogger(__name__)
 
 
 class UndecodableEntry(ValueError):
@@ -114,9 +123,39 @@ class JSONSimpleCache(SimpleCache):
 class JSONFileSystemCache(FileSystemCache):
     serializer = JSONSerializer()
 
+    def set(
+        self, key: str, value: Any, timeout: int | None = None, mgmt_element: bool = False
+    ) -> bool:
+        # A directory removed while serving (an operator, a cleanup of /tmp) would otherwise
+        # fail every write with a traceback, and the cache stay off until a restart. Reads
+        # need nothing: a missing file is a miss.
+        if not os.path.isdir(self._path):
+            log.warning("the cache directory %s was removed: made again", self._path)
+            private_directory(Path(self._path))
+        return super().set(key, value, timeout, mgmt_element)
+
+
+def client_timeouts_s(config: dict) -> tuple[float, float]:
+    """The cache client's (connect, socket) timeouts in seconds, from the settings in
+    milliseconds that service/backends.py hands the backend."""
+    return config["CACHE_CONNECT_TIMEOUT_MS"] / 1000, config["CACHE_SOCKET_TIMEOUT_MS"] / 1000
+
 
 class JSONRedisCache(RedisCache):
     serializer = JSONSerializer()
+
+    @classmethod
+    def factory(cls, app: Flask, config: dict, args: list, kwargs: dict) -> "JSONRedisCache":
+        connect_s, socket_s = client_timeouts_s(config)
+        # Flask-Caching hands CACHE_OPTIONS to redis.from_url with CACHE_REDIS_URL.
+        options = {
+            "socket_connect_timeout": connect_s,
+            "socket_timeout": socket_s,
+            # Never retried: each retry would wait the timeout again. from_url's connections
+            # do not retry today, but redis-py's Redis() retries a timeout 10 times by default.
+            "retry": Retry(NoBackoff(), 0),
+        }
+        return super().factory(app, {**config, "CACHE_OPTIONS": options}, args, kwargs)
 
     def close(self) -> None:
         """Close the connections to Redis (see JSONMemcachedCache.close)."""
@@ -124,13 +163,6 @@ class JSONRedisCache(RedisCache):
         self._read_client.close()
 
     __del__ = close
-
-
-# Seconds pymemcache waits to connect to memcached, and for each send or receive. Its default
-# is to wait forever: a memcached that stops answering would hold every request until
-# gunicorn kills the worker. A loopback round trip takes well under a millisecond; after a
-# second the request goes on without the cache (BYPASS), as when memcached is down.
-MEMCACHED_TIMEOUT_S = 1.0
 
 
 class JSONMemcachedCache(MemcachedCache):
@@ -144,11 +176,14 @@ class JSONMemcachedCache(MemcachedCache):
         # One server, a pool of connections to it for the threads of a worker. pymemcache's
         # client of several servers (HashClient) answers a miss and skips a delete, without a
         # word, while a server is failing: a failed invalidation would pass unseen.
+        connect_s, socket_s = client_timeouts_s(config)
         client = PooledClient(
             config["CACHE_MEMCACHED_SERVERS"],
             serde=cls.serializer,
-            connect_timeout=MEMCACHED_TIMEOUT_S,
-            timeout=MEMCACHED_TIMEOUT_S,
+            # pymemcache's default is to wait forever: a memcached that stops answering would
+            # hold every request until gunicorn kills the worker.
+            connect_timeout=connect_s,
+            timeout=socket_s,
             # Wait for memcached's answer to every command: a PUT is answered only once its
             # invalidation is done, and a failed one raises (X-Cache: BYPASS).
             default_noreply=False,

@@ -10,7 +10,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from service.backends import BACKENDS
+from redis.connection import parse_url
+
+from service.backends import BACKENDS, CLIENT_TIMEOUTS
 
 CACHE_BACKENDS = tuple(BACKENDS)
 CACHE_STRATEGIES = ("cached", "memoize", "memoize-fixed")
@@ -21,6 +23,13 @@ WORK_PHASES = ("before-read", "after-read")
 # (reports/example: 2 cores shared with Locust, 50 ms of work) took 214 ms, queueing
 # included: 3 s is ample, and still lets a silent client hold a worker only seconds.
 TIMEOUT_MARGIN_S = 3
+# How long the Redis or memcached client waits, unless set: the cache exists to be faster than
+# the store, so a stalled one may cost a request a quarter of the work a hit saves, no more
+# (redis-py's own default is 5 s, pymemcache's forever). Never under 100 ms, which a healthy
+# loopback round trip does not reach: the slowest of 30,000 reads from each server, with 8
+# CPU-bound processes on this machine's 2 cores, took 56 ms.
+CACHE_TIMEOUT_WORK_FRACTION = 4
+CACHE_TIMEOUT_FLOOR_MS = 100
 
 
 class SettingError(ValueError):
@@ -93,6 +102,16 @@ def schema_name(value: Any) -> str:
     return value
 
 
+def redis_url(value: Any) -> str:
+    # redis-py's own parser, which the client runs in every worker as it boots: what it
+    # refuses would otherwise kill each of them with a traceback.
+    try:
+        parse_url(text(value))
+    except ValueError as exc:
+        raise ValueError(f"must be a Redis URL such as redis://127.0.0.1:6379/0 ({exc})") from None
+    return value
+
+
 def boolean(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -147,13 +166,32 @@ SETTINGS: tuple[Setting, ...] = (
         "(with one TTL, the oldest set: FIFO). 500 is Flask-Caching's default.",
     ),
     Setting(
-        "CACHE_REDIS_URL", "redis://127.0.0.1:6379/0", text, "Redis server of the `redis` backend."
+        "CACHE_REDIS_URL",
+        "redis://127.0.0.1:6379/0",
+        redis_url,
+        "Redis server of the `redis` backend.",
     ),
     Setting(
         "CACHE_MEMCACHED_SERVERS",
         "127.0.0.1:11211",
         host_port,
         "memcached server of the `memcached` backend, one `host:port`.",
+    ),
+    Setting(
+        "CACHE_CONNECT_TIMEOUT_MS",
+        None,
+        optional(integer(1, 60_000)),
+        "Milliseconds the Redis or memcached client waits to connect. Unset: "
+        f"`VIDEOS_WORK_MS` / {CACHE_TIMEOUT_WORK_FRACTION}, at least {CACHE_TIMEOUT_FLOOR_MS}.",
+    ),
+    Setting(
+        "CACHE_SOCKET_TIMEOUT_MS",
+        None,
+        optional(integer(1, 60_000)),
+        "Milliseconds the Redis or memcached client waits for each answer; past it the request "
+        "goes on without the cache (`X-Cache: BYPASS`), and a failed command is not retried. "
+        f"Unset: `VIDEOS_WORK_MS` / {CACHE_TIMEOUT_WORK_FRACTION}, at least "
+        f"{CACHE_TIMEOUT_FLOOR_MS}.",
     ),
     Setting(
         "CACHE_KEY_PREFIX",
@@ -236,9 +274,9 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds a sync worker may spend on one request before gunicorn kills it and starts "
         "another; this is what drops a client that goes silent in the middle of its request. "
         "Unset: the longest request, `VIDEOS_WORK_MS` + `VIDEOS_BUSY_TIMEOUT_MS` (with "
-        "`postgres`, its connect and statement timeouts instead) in whole "
-        f"seconds, plus {TIMEOUT_MARGIN_S}. A `gthread` worker is never killed for a slow "
-        "request, so there it drops no client.",
+        "`postgres`, its connect and statement timeouts instead) + the cache client's two "
+        f"timeouts in whole seconds, plus {TIMEOUT_MARGIN_S}. A `gthread` worker is never "
+        "killed for a slow request, so there it drops no client.",
         "gunicorn",
     ),
     Setting(
@@ -300,12 +338,26 @@ class PostgresTimeouts(NamedTuple):
         return self.connect_s * 1000 + self.statement_ms
 
 
+def cache_timeout_ms(app_settings: Mapping[str, Any], name: str) -> int:
+    """The cache client's timeout `name` (one of CLIENT_TIMEOUTS): as set, or derived
+    from the work time."""
+    if app_settings[name] is not None:
+        return app_settings[name]
+    work_ms = app_settings["VIDEOS_WORK_MS"]
+    return max(CACHE_TIMEOUT_FLOOR_MS, work_ms // CACHE_TIMEOUT_WORK_FRACTION)
+
+
 def worker_timeout(app_settings: Mapping[str, Any]) -> int:
     """SERVICE_TIMEOUT when unset: whole seconds above the longest legitimate request, a GET's
     work plus its read, or a PUT waiting for the store's lock until it answers 503; with
-    PostgreSQL, connecting first and then a whole statement."""
+    PostgreSQL, connecting first and then a whole statement; either of them also waiting out
+    the cache client's timeouts (a stalled cache)."""
     busy_ms = app_settings["VIDEOS_BUSY_TIMEOUT_MS"]
     if app_settings["VIDEOS_STORE"] == "postgres":
         busy_ms = PostgresTimeouts.of(busy_ms).longest_ms()
-    longest_ms = app_settings["VIDEOS_WORK_MS"] + busy_ms
+    longest_ms = (
+        app_settings["VIDEOS_WORK_MS"]
+        + busy_ms
+        + sum(cache_timeout_ms(app_settings, name) for name in CLIENT_TIMEOUTS)
+    )
     return math.ceil(longest_ms / 1000) + TIMEOUT_MARGIN_S

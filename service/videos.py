@@ -9,7 +9,7 @@ from flask_restful import Api, Resource, abort
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import BaseConverter
 
-from service.cache import cache, invalidation_failed, mark_view_ran
+from service.cache import cache, cache_state, invalidation_failed, mark_view_ran
 from service.openapi import OpenApiDocument
 from service.store import StoreError, get_store
 from service.validation import MAX_BODY_BYTES, InvalidInput, check_video_id, parse_video
@@ -167,7 +167,8 @@ class VideoIdConverter(BaseConverter):
 
 
 class Health(Resource):
-    """What is being served, for the tools that start the service and wait for it."""
+    """What is being served, and whether its cache answers, for the tools that start the
+    service and wait for it, and for an operator."""
 
     def get(self) -> dict:
         config = current_app.config
@@ -176,6 +177,8 @@ class Health(Resource):
             "store": config["VIDEOS_STORE"],
             "cache_backend": config["CACHE_BACKEND"],
             "cache_strategy": config["CACHE_STRATEGY"],
+            # Never fails the check: a cache that does not answer is bypassed, not fatal.
+            "cache": cache_state(),
             "work_ms": config["VIDEOS_WORK_MS"],
             "work_phase": config["VIDEOS_WORK_PHASE"],
         }

@@ -93,3 +93,4 @@ def test_health_says_what_is_served(client, backend, strategy, store):
         strategy,
         store,
     )
+    assert body["cache"] == ("none" if backend == "none" else "ok")

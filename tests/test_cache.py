@@ -1,9 +1,13 @@
 """What the cache does, seen through X-Cache and the backends themselves."""
 
 import logging
+import shutil
+import signal
 import stat
+from contextlib import contextmanager
 
 import pytest
+import requests
 from pymemcache.exceptions import MemcacheServerError
 from raw_cache import full_key, raw_cache
 
@@ -12,6 +16,7 @@ from service.backends import BACKENDS
 from service.cache import cache
 from service.settings import CACHE_BACKENDS
 
+SEED = {"name": "HelloWorld", "views": 147, "likes": 3}
 NEW = {"name": "Cats", "views": 10, "likes": 2}
 CACHING_BACKENDS = [b for b in CACHE_BACKENDS if b != "none"]
 SERVER_BACKENDS = [b for b in CACHE_BACKENDS if BACKENDS[b].server]
@@ -88,6 +93,25 @@ def test_filesystem_cache_directory_is_private(make_app, tmp_path):
     assert (mode(base), mode(deployment)) == (0o700, 0o700)
 
 
+@pytest.mark.parametrize("removed", ["deployment", "base"])
+def test_a_removed_cache_directory_is_made_again_private(serve, tmp_path, removed):
+    """Removed while gunicorn serves (an operator, a cleanup of /tmp), the directory comes
+    back at the next write, 0700, with one line in the log, and the cache hits again."""
+    # One worker, answering before the removal: a worker still booting would make the
+    # directory itself, as it does at every start.
+    url = serve(CACHE_BACKEND="filesystem", SERVICE_WORKERS=1) + "/videos/1"
+    statuses = [requests.get(url, timeout=10).headers["X-Cache"] for _ in range(2)]
+    base = tmp_path / "cache"
+    (deployment,) = base.iterdir()
+    shutil.rmtree(deployment if removed == "deployment" else base)
+    statuses += [requests.get(url, timeout=10).headers["X-Cache"] for _ in range(2)]
+    assert statuses == ["MISS", "HIT", "MISS", "HIT"]
+    assert (mode(base), mode(deployment)) == (0o700, 0o700)
+    log = (tmp_path / "gunicorn.log").read_text()
+    assert log.count("was removed: made again") == 1
+    assert "Traceback" not in log
+
+
 def test_an_existing_cache_base_directory_is_left_as_it_is(make_app, tmp_path):
     shared = tmp_path / "shared"
     shared.mkdir(mode=0o755)
@@ -148,6 +172,88 @@ def test_server_down_serves_from_the_store_with_bypass(make_app, stoppable_serve
         assert client.delete("/videos/1").status_code == 204
         assert client.get("/videos/1").status_code == 404
     assert any("cache" in r.getMessage().lower() for r in caplog.records)
+
+
+def client_timeouts(app):
+    """The connect and socket timeouts, in seconds, and the retries of the client through which
+    `app`'s cache reaches its server."""
+    with app.app_context():
+        backend = cache.cache
+    if app.config["CACHE_BACKEND"] == "redis":
+        connection = backend._write_client.connection_pool.connection_kwargs
+        timeouts = connection["socket_connect_timeout"], connection["socket_timeout"]
+        return (*timeouts, connection["retry"].get_retries())
+    return backend._client.connect_timeout, backend._client.timeout, 0  # pymemcache: none
+
+
+@pytest.mark.parametrize("backend", SERVER_BACKENDS)
+def test_client_timeouts_are_the_settings_and_never_retried(make_app, backend):
+    app = make_app(CACHE_BACKEND=backend, CACHE_CONNECT_TIMEOUT_MS=40, CACHE_SOCKET_TIMEOUT_MS=30)
+    assert client_timeouts(app) == (0.04, 0.03, 0)
+
+
+@pytest.mark.parametrize("backend", SERVER_BACKENDS)
+@pytest.mark.parametrize(("work_ms", "timeout_s"), [(0, 0.1), (1000, 0.25), (2002, 0.5)])
+def test_client_timeouts_unset_are_a_quarter_of_the_work_at_least_100_ms(
+    make_app, backend, work_ms, timeout_s
+):
+    app = make_app(CACHE_BACKEND=backend, VIDEOS_WORK_MS=work_ms)
+    assert client_timeouts(app) == (timeout_s, timeout_s, 0)
+
+
+@contextmanager
+def stalled(process):
+    """`process` stopped (SIGSTOP) for the duration: it holds its connections and answers
+    nothing, as a server swapping or stuck would."""
+    process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        process.send_signal(signal.SIGCONT)
+
+
+def server_app(make_app, stoppable_server, backend):
+    """An app on a private server of `backend`'s, which the test may stop: (app, process)."""
+    server = SERVERS[BACKENDS[backend].server]
+    address, process = stoppable_server(server.name)
+    return make_app(CACHE_BACKEND=backend, **{server.setting: address}), process
+
+
+@pytest.mark.parametrize("backend", SERVER_BACKENDS)
+def test_stalled_server_is_bypassed_and_the_write_committed(make_app, stoppable_server, backend):
+    """A server that stops answering costs each request one client timeout (derived from the
+    work: see test_client_timeouts_unset_...), never an error."""
+    app, process = server_app(make_app, stoppable_server, backend)
+    client = app.test_client()
+    assert [x_cache(client) for _ in range(2)] == ["MISS", "HIT"]
+    with stalled(process):
+        get = client.get("/videos/1")
+        put = client.put("/videos/1", json=NEW)
+    assert (get.status_code, get.headers["X-Cache"], get.get_json()) == (200, "BYPASS", SEED)
+    assert (put.status_code, put.headers["X-Cache"]) == (201, "BYPASS")
+    # The PUT could not invalidate, so the cache may still hold the seed (the stale reads the
+    # harness counts): the store, read past the cache, has the write.
+    store = make_app(CACHE_BACKEND="none").test_client()
+    assert store.get("/videos/1").get_json() == NEW
+
+
+@pytest.mark.parametrize("backend", SERVER_BACKENDS)
+def test_health_says_whether_the_cache_answers_and_stays_ok(make_app, stoppable_server, backend):
+    app, process = server_app(make_app, stoppable_server, backend)
+    client = app.test_client()
+
+    def health():
+        response = client.get("/health")
+        assert (response.status_code, response.get_json()["status"]) == (200, "ok")
+        return response.get_json()["cache"]
+
+    assert health() == "ok"
+    with stalled(process):
+        assert health() == "unreachable"
+    assert health() == "ok"
+    process.terminate()
+    process.wait()
+    assert health() == "unreachable"
 
 
 @pytest.mark.memcached

@@ -123,6 +123,12 @@ def gunicorn(settings, *options):
             "VIDEOS_STORE='postgres' needs VIDEOS_DATABASE_URL, e.g. "
             "postgresql://postgres@127.0.0.1:5432/postgres",
         ),
+        # Before it was checked here, each worker died on it with a traceback of ~100 lines.
+        (
+            {"CACHE_BACKEND": "redis", "CACHE_REDIS_URL": "redis://:bad"},
+            "CACHE_REDIS_URL='redis://:bad': must be a Redis URL such as "
+            "redis://127.0.0.1:6379/0 (Port could not be cast to integer value as 'bad')",
+        ),
     ],
 )
 def test_bad_setting_stops_gunicorn_with_one_line(settings, says):
@@ -143,6 +149,9 @@ def test_worker_timeout_outlasts_the_longest_request_unless_set():
     one that does its work or waits for SQLite's lock."""
     assert worker_timeout({"VIDEOS_WORK_MS": 20_000, "VIDEOS_BUSY_TIMEOUT_MS": 7_000}) > 27
     assert worker_timeout({"VIDEOS_WORK_MS": 20_000, "SERVICE_TIMEOUT": 4}) == 4
+    # A GET or a PUT that waits out the cache client's timeouts (a stalled cache).
+    stalled_cache = {"CACHE_CONNECT_TIMEOUT_MS": 20_000, "CACHE_SOCKET_TIMEOUT_MS": 30_000}
+    assert worker_timeout({"VIDEOS_WORK_MS": 0, "VIDEOS_BUSY_TIMEOUT_MS": 0, **stalled_cache}) > 50
 
 
 @pytest.mark.postgres
