@@ -15,7 +15,7 @@ import pytest
 
 from cachebench.processes import free_port, stop
 from reports.history import history_files, read_history
-from reports.history_format import COLUMNS
+from reports.history_format import WRITTEN_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 # The command users run, from this environment (not `python -m locust`, which names itself
@@ -107,7 +107,7 @@ def test_every_scenario_in_two_processes(serve, locust, tmp_path):
     assert len(files) == 3, "the master's (seeding) and one per worker"
     assert sorted(run["history_files"]) == [f.name for f in files]
     for path in files:
-        assert path.read_text().splitlines()[0] == ",".join(COLUMNS)
+        assert path.read_text().splitlines()[0] == ",".join(WRITTEN_COLUMNS)
     assert set(run["user_classes"]) == SCENARIOS
     assert set(run["hit_rate"]) == SCENARIOS | {"Aggregated"}
     assert run["processes"] == 2
