@@ -17,17 +17,15 @@ import random
 import time
 import traceback
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gevent
 import gevent.lock
 import gevent.pool
+from locust import User
 from locust.env import Environment
 from locust.stats import calculate_response_time_percentile
 from locust.user.task import DefaultTaskSet
-
-if TYPE_CHECKING:
-    from locust_cachebench.users import VideosUser
 
 log = logging.getLogger("loadtests")
 
@@ -74,7 +72,9 @@ class SendLag:
 
 
 class Arrivals:
-    """One process's scheduler, its arrivals and their user instances."""
+    """One process's scheduler, its arrivals and their user instances: of the scenarios'
+    classes, VideosUser's (users.py, not imported: it imports the plugin, which makes this),
+    whose `serves_arrivals` and `videos.intend` are used here."""
 
     def __init__(
         self,
@@ -89,14 +89,14 @@ class Arrivals:
         self.greenlets = gevent.pool.Group()
         # Idle user instances of each scenario: one serves one arrival at a time, so that its
         # per-user state (a tutorial user's sequence, a writer's names) stays its own.
-        self.idle: dict[type[VideosUser], list[tuple[VideosUser, DefaultTaskSet]]] = {}
+        self.idle: dict[type[User], list[tuple[User, DefaultTaskSet]]] = {}
         self.scheduled = 0  # arrivals whose intended time came
         self.sent = 0  # of those, arrivals that got a slot and started their task
         self.waited = 0  # of those, arrivals that found every slot taken
         self.lag = SendLag()
         self.stopped = False
 
-    def start(self, rate: float, arrival: str, user_classes: Sequence[type["VideosUser"]]) -> None:
+    def start(self, rate: float, arrival: str, user_classes: Sequence[type[User]]) -> None:
         """Schedule `rate` arrivals a second from now on, each running a task of one of
         `user_classes` (chosen by their weight, as Locust spreads its users)."""
         self.greenlets.spawn(self._schedule, rate, arrival, list(user_classes))
@@ -113,7 +113,7 @@ class Arrivals:
         counts = (self.scheduled, self.sent, self.waited)
         return dict(zip(COUNTS, counts, strict=True)) | {"send_lag": self.lag.counts}
 
-    def _schedule(self, rate: float, arrival: str, user_classes: list[type["VideosUser"]]) -> None:
+    def _schedule(self, rate: float, arrival: str, user_classes: list[type[User]]) -> None:
         weights = [cls.weight for cls in user_classes]
         start_ns, start_wall_ns = time.monotonic_ns(), time.time_ns()
         for offset in arrival_offsets(rate, arrival, self.rng):
@@ -126,7 +126,7 @@ class Arrivals:
             user_class = self.rng.choices(user_classes, weights)[0]
             self.greenlets.spawn(self._arrive, start_wall_ns + (due_ns - start_ns), user_class)
 
-    def _arrive(self, t_intended_ns: int, user_class: type["VideosUser"]) -> None:
+    def _arrive(self, t_intended_ns: int, user_class: type[User]) -> None:
         self.waited += self.slots.locked()
         with self.slots:
             if self.stopped:
@@ -148,7 +148,7 @@ class Arrivals:
                 return
             idle.append((user, taskset))
 
-    def _new_user(self, user_class: type["VideosUser"]) -> tuple["VideosUser", DefaultTaskSet]:
+    def _new_user(self, user_class: type[User]) -> tuple[User, DefaultTaskSet]:
         user = user_class(self.environment)
         user.serves_arrivals = True
         user.on_start()
