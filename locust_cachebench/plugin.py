@@ -113,6 +113,7 @@ class RunListeners:
             return
         run.deleted.clear()
         run.hits.reset()
+        run.arrivals = None  # the web UI may start a closed loop after an open one
         if run.is_master:
             run.tell_workers_their_share()
         if not run.is_worker:
