@@ -43,7 +43,7 @@ from cachebench.servers import SERVERS, ServerUnavailable, needed, server_addres
 from locust_cachebench.options import keys_count, seed_choice, zipf_exponent
 from reports.bounds import RunShape, run_bounds
 from reports.cells import configurations
-from reports.figures import figures
+from reports.figures import figures, unsent_arrivals
 from reports.history import (
     HistoryError,
     read_final_reads,
@@ -70,6 +70,11 @@ SEEDING_S_PER_KEY = 1 / 800
 # A run with fewer operations in its window than this is too small to quote (with no cache
 # and the default work time, a run makes about 35 a second).
 MIN_OPS = 100
+# An open loop whose operations started more than this late (99th percentile), while almost
+# no arrival waited for the in-flight cap, was paced by Locust, not by the server: under
+# 1 % of arrivals waiting cannot account for the 99th percentile.
+MAX_SEND_LAG_MS = 10.0
+CAPPED_SHARE = 0.01
 
 
 # The longest run the runner asks Locust for: far past any soak run, and a number Locust's
@@ -522,7 +527,13 @@ def summarize(run: Run, options: Options, run_dir: Path, conditions: dict) -> di
     info = json.loads((run_dir / RUN_FILE).read_text())
     history = read_history(run_dir)
     window = run_window(run_dir, options.warmup_s, options.duration_s)
-    run_figures = figures(history, read_final_reads(run_dir), start_ns=window[0], end_ns=window[1])
+    run_figures = figures(
+        history,
+        read_final_reads(run_dir),
+        start_ns=window[0],
+        end_ns=window[1],
+        unsent_arrivals=unsent_arrivals(info),
+    )
     # Each Locust process's CPU over its measured load, as it measured it (no start-up).
     cpu = [p for p in info.get("cpu_percent", {}).values() if p is not None]
     keys = run_keys(run, options)
@@ -538,6 +549,7 @@ def summarize(run: Run, options: Options, run_dir: Path, conditions: dict) -> di
         "window_s": (window[1] - window[0]) / 1e9,
         "loadgen_cpu": max(cpu) / 100 if cpu else float("nan"),
         "loadgen_cpu_warning": bool(info.get("cpu_warning")),
+        "arrivals_waited_share": _share(info.get("arrivals_waited"), info.get("arrivals_sent")),
         **run_figures,
     }
     users = info.get("user_count") or options.users
@@ -573,6 +585,16 @@ def invalid_reason(row: dict, options: Options) -> str:
     """Why a run must not be quoted, or "" when it may be."""
     if row["loadgen_cpu_warning"] or row["loadgen_cpu"] >= 0.9:
         return f"load generator saturated (CPU {row['loadgen_cpu']:.0%} of a core)"
+    lag = row.get("send_lag_p99_ms")
+    if (
+        lag is not None
+        and lag > MAX_SEND_LAG_MS
+        and not row.get("arrivals_waited_share", 0) >= CAPPED_SHARE
+    ):
+        return (
+            f"load generator behind its schedule (send lag p99 {lag:.1f} ms, "
+            "the in-flight cap not reached)"
+        )
     if row["window_s"] < 0.9 * options.duration_s:
         return (
             f"measured {row['window_s']:.1f} s of the {options.duration_s:g} s asked: "
@@ -581,6 +603,13 @@ def invalid_reason(row: dict, options: Options) -> str:
     if row["ops"] < MIN_OPS:
         return f"too few operations ({row['ops']} < {MIN_OPS})"
     return ""
+
+
+def _share(part: object, whole: object) -> float:
+    """part / whole from locust-run.json; NaN when either is missing (a closed loop)."""
+    if type(part) is int and type(whole) is int and whole:
+        return part / whole
+    return float("nan")
 
 
 # What makes a cell of the matrix: its repeats are the same run again.

@@ -25,6 +25,12 @@ class VideosClient:
         self.session = session
         self.history = history
         self.writer = writer
+        self._intended_ns: int | None = None
+
+    def intend(self, t_intended_ns: int) -> None:
+        """Say when the next operation should have been sent (an open loop's arrival): its
+        history row keeps that time. An operation without one was due when it was sent."""
+        self._intended_ns = t_intended_ns
 
     def get(self, key: int, expect: Expect | None = None) -> tuple[int, str]:
         """GET video `key`: (status, the name read or "")."""
@@ -53,7 +59,9 @@ class VideosClient:
     ) -> tuple[int, str]:
         """Send, validate, report and record one operation: (status, value)."""
         t_invoke = time.time_ns()
-        response = self._send(op, key, sent, t_invoke, video)
+        # Only the arrival's first operation: the next of its task is due when this one ends.
+        t_intended, self._intended_ns = self._intended_ns or t_invoke, None
+        response = self._send(op, key, sent, video, t_invoke, t_intended)
         t_complete = time.time_ns()
         status = response.status_code
         headers = response.headers
@@ -69,11 +77,12 @@ class VideosClient:
                     response.success()
                 else:
                     response.failure(failure)
-        self.history.record(op, key, value, status, cache, t_invoke, t_complete, self.writer.worker)
+        worker = self.writer.worker
+        self.history.record(op, key, value, status, cache, t_invoke, t_complete, worker, t_intended)
         return status, value
 
     def _send(
-        self, op: str, key: int, sent: str, t_invoke: int, video: dict | None
+        self, op: str, key: int, sent: str, video: dict | None, t_invoke: int, t_intended: int
     ) -> ResponseContextManager:
         try:
             return self.session.request(
@@ -86,5 +95,6 @@ class VideosClient:
         except BaseException:
             # Killed while waiting (the run is stopping): the server may still apply it, so
             # it is recorded like a timeout, with an unknown outcome (status 0).
-            self.history.record(op, key, sent, 0, "", t_invoke, time.time_ns(), self.writer.worker)
+            worker = self.writer.worker
+            self.history.record(op, key, sent, 0, "", t_invoke, time.time_ns(), worker, t_intended)
             raise

@@ -12,7 +12,7 @@ import secrets
 import socket
 from pathlib import Path
 
-from reports.history_format import COLUMNS, FILE_PATTERN
+from reports.history_format import FILE_PATTERN, WRITTEN_COLUMNS
 
 # Rows kept in memory before a write: about a megabyte, a few seconds of a busy process.
 FLUSH_EVERY_ROWS = 10_000
@@ -56,7 +56,7 @@ class HistoryWriter:
         # "x": two processes must never share a file, even if a run reuses a directory.
         self._file = self.path.open("x", newline="", encoding="utf-8")
         self._csv = csv.writer(self._file)
-        self._csv.writerow(COLUMNS)
+        self._csv.writerow(WRITTEN_COLUMNS)
         self._rows: list[tuple] = []
         self.rows_written = 0
 
@@ -70,9 +70,14 @@ class HistoryWriter:
         t_invoke_ns: int,
         t_complete_ns: int,
         worker: str,
+        t_intended_ns: int | None = None,
     ) -> None:
-        """Keep one operation (the columns of COLUMNS, in order)."""
-        self._rows.append((op, key, value, status, cache, t_invoke_ns, t_complete_ns, worker))
+        """Keep one operation (the columns of WRITTEN_COLUMNS, in order); one without an
+        intended time was due when it was sent."""
+        t_intended_ns = t_invoke_ns if t_intended_ns is None else t_intended_ns
+        self._rows.append(
+            (op, key, value, status, cache, t_invoke_ns, t_complete_ns, worker, t_intended_ns)
+        )
         if len(self._rows) >= FLUSH_EVERY_ROWS:
             self.flush()
 

@@ -24,6 +24,10 @@ DEFAULT_ZIPF_S = 1.0
 # so an id never written reads as absent (404), which a large keyspace needs.
 SEED_CHOICES = ("all", "none")
 DEFAULT_SEED = "all"
+# Open loop: how arrivals are spaced, and the operations a process keeps outstanding at most.
+ARRIVALS = ("poisson", "constant")
+DEFAULT_ARRIVAL = "poisson"
+DEFAULT_MAX_IN_FLIGHT = 256
 # Choosing a key costs no memory per id; seeding all of them costs a PUT and a history row per
 # id (1,000,000: some 20 minutes at the 800 PUT/s measured here, 100 MB): --seed none skips it.
 MAX_KEYS = 1_000_000
@@ -32,12 +36,31 @@ MAX_KEYS = 1_000_000
 LOOPBACK = "127.0.0.1"
 
 
-def keys_count(value: Any) -> int:
+def _whole_number(value: Any) -> int:
+    """`value` as an int; 0 for anything but an int or its digits (bool is an int in Python,
+    and int(2.5) would quietly be 2)."""
     try:
-        # bool is an int in Python, and int(2.5) would quietly be 2
-        number = int(value) if isinstance(value, int | str) and not isinstance(value, bool) else 0
+        return int(value) if isinstance(value, int | str) and not isinstance(value, bool) else 0
     except ValueError:
-        number = 0
+        return 0
+
+
+def _number(value: Any) -> float:
+    """`value` as a float; NaN for anything that is not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _one_of(value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def keys_count(value: Any) -> int:
+    number = _whole_number(value)
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {value!r}")
     if number > MAX_KEYS:
@@ -46,20 +69,14 @@ def keys_count(value: Any) -> int:
 
 
 def zipf_exponent(value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
+    number = _number(value)
     if not math.isfinite(number) or number < 0:
         raise argparse.ArgumentTypeError(f"must be a number >= 0, not {value!r}")
     return number
 
 
 def rate(value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
+    number = _number(value)
     if not 0 <= number <= 1:
         raise argparse.ArgumentTypeError(
             f"must be a fraction from 0 to 1 (0.01: 1 %), not {value!r}"
@@ -67,12 +84,26 @@ def rate(value: Any) -> float:
     return number
 
 
+def arrival_rate(value: Any) -> float:
+    number = _number(value)
+    if not (math.isfinite(number) and number > 0):
+        raise argparse.ArgumentTypeError(f"must be operations per second > 0, not {value!r}")
+    return number
+
+
+def in_flight_cap(value: Any) -> int:
+    number = _whole_number(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {value!r}")
+    return number
+
+
 def key_distribution(value: Any) -> str:
-    if value not in KEY_DISTRIBUTIONS:
-        raise argparse.ArgumentTypeError(
-            f"must be one of {', '.join(KEY_DISTRIBUTIONS)}, not {value!r}"
-        )
-    return value
+    return _one_of(value, KEY_DISTRIBUTIONS)
+
+
+def arrival_kind(value: Any) -> str:
+    return _one_of(value, ARRIVALS)
 
 
 def seed_choice(value: Any) -> str:
@@ -152,6 +183,32 @@ def add_options(parser: "LocustArgumentParser") -> None:
         help="Exit with code 3 if more than this fraction of the GETs were stale reads, "
         "judged from the history at the end (needs --history-dir).",
     )
+    option(
+        "--arrival-rate",
+        type=arrival_rate,
+        default=None,
+        env_var="LOCUST_ARRIVAL_RATE",
+        help="Open loop: this many operations per second for the whole test, split evenly "
+        "over the processes, each sent at its time whether or not earlier ones were answered "
+        "(the users then send nothing). Without it, the users' closed loop.",
+    )
+    option(
+        "--arrival",
+        type=arrival_kind,
+        choices=ARRIVALS,
+        default=DEFAULT_ARRIVAL,
+        env_var="LOCUST_ARRIVAL",
+        help="Open loop: poisson (exponential gaps) or constant (even gaps) "
+        f"(default {DEFAULT_ARRIVAL}).",
+    )
+    option(
+        "--max-in-flight",
+        type=in_flight_cap,
+        default=DEFAULT_MAX_IN_FLIGHT,
+        env_var="LOCUST_MAX_IN_FLIGHT",
+        help="Open loop: operations a process keeps outstanding at most; an arrival that finds "
+        f"them all taken waits for one, and its wait counts (default {DEFAULT_MAX_IN_FLIGHT}).",
+    )
 
 
 class SettingsError(ValueError):
@@ -167,6 +224,9 @@ class Settings:
     max_failure_rate: float | None = None
     max_stale_rate: float | None = None
     seed: str = DEFAULT_SEED
+    arrival_rate: float | None = None
+    arrival: str = DEFAULT_ARRIVAL
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
 
     @classmethod
     def from_options(cls, options: argparse.Namespace | None) -> "Settings":
@@ -198,5 +258,8 @@ _CHECKS = {
     "history_dir": Path,
     "max_failure_rate": rate,
     "max_stale_rate": rate,
+    "arrival_rate": arrival_rate,
+    "arrival": arrival_kind,
+    "max_in_flight": in_flight_cap,
 }
-_OPTIONAL = {"history_dir", "max_failure_rate", "max_stale_rate"}
+_OPTIONAL = {"history_dir", "max_failure_rate", "max_stale_rate", "arrival_rate"}

@@ -113,6 +113,9 @@ class RunListeners:
             return
         run.deleted.clear()
         run.hits.reset()
+        run.arrivals = None  # the web UI may start a closed loop after an open one
+        if run.is_master:
+            run.tell_workers_their_share()
         if not run.is_worker:
             try:
                 host = run.environment.host or DEFAULT_HOST
@@ -124,10 +127,13 @@ class RunListeners:
             run.t_seeded_ns = time.time_ns()
             # The measured period starts now, not when seeding began.
             run.environment.stats.reset_all()
+        if run.open_loop and not run.is_master:
+            run.start_arrivals()
         run.cpu.start()
 
     def on_test_stopping(self, **_kwargs: object) -> None:
         self.run.t_stop_ns = time.time_ns()
+        self.run.stop_arrivals()
 
     def on_test_stop(self, **_kwargs: object) -> None:
         self.run.history.flush()

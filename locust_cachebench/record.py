@@ -35,6 +35,7 @@ def record(run: LoadRun, verdicts: list[Verdict], exit_code: int) -> dict[str, A
         "user_classes_count": counts,
         "processes": run.processes(),
         **{k: v for k, v in asdict(run.settings).items() if k != "history_dir"},
+        **run.arrivals_record(),
         "t_seeded_ns": run.t_seeded_ns,
         "t_stop_ns": run.t_stop_ns,
         "cpu_warning": bool(

@@ -13,6 +13,7 @@ from typing import Any
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
+from locust_cachebench.arrivals import Arrivals, combined
 from locust_cachebench.cpu import CpuMeter
 from locust_cachebench.history import HistoryWriter, NoHistory, process_id
 from locust_cachebench.hits import HitCounter
@@ -22,6 +23,9 @@ from locust_cachebench.options import Settings
 DEFAULT_HOST = "http://127.0.0.1:8000"  # where `tox -e serve` listens
 # Tutorial ids lie above the keyspace, one block of 2^32 per Locust worker.
 PRIVATE_IDS_PER_PROCESS = 2**32
+# The load-generating processes a master starts a test with, handed to its workers with its
+# options: each sends its share of --arrival-rate.
+PROCESSES_OPTION = "cachebench_processes"
 
 
 class LoadRun:
@@ -36,6 +40,7 @@ class LoadRun:
         self.deleted: set[int] = set()  # ids this process deleted and has not PUT back yet
         self.hits = HitCounter()
         self.cpu = CpuMeter()
+        self.arrivals: Arrivals | None = None  # the open loop's, on a load-generating process
         # On a master: what each worker process that took part in the test reported last.
         self.workers: dict[str, dict[str, Any]] = {}
         self.error: str | None = None
@@ -58,6 +63,31 @@ class LoadRun:
     @property
     def is_master(self) -> bool:
         return isinstance(self.environment.runner, MasterRunner)
+
+    @property
+    def open_loop(self) -> bool:
+        return self.settings.arrival_rate is not None
+
+    def start_arrivals(self) -> None:
+        """Send this process's share of --arrival-rate from now on (open loop)."""
+        settings = self.settings
+        processes = 1
+        if self.is_worker:
+            processes = getattr(self.environment.parsed_options, PROCESSES_OPTION, 1)
+        self.arrivals = Arrivals(self.environment, self.rng, settings.max_in_flight)
+        self.arrivals.start(
+            settings.arrival_rate / processes, settings.arrival, self.environment.user_classes
+        )
+
+    def tell_workers_their_share(self) -> None:
+        """On a master: how many processes share --arrival-rate, sent to the workers with the
+        options that start the test (after the `test_start` listeners)."""
+        workers = self.environment.runner.worker_count
+        setattr(self.environment.parsed_options, PROCESSES_OPTION, workers)
+
+    def stop_arrivals(self) -> None:
+        if self.arrivals is not None:
+            self.arrivals.stop()
 
     # What users ask of the run.
 
@@ -96,6 +126,7 @@ class LoadRun:
             "cpu_percent": self.cpu.current(),
             "hits": self.hits.take(),
             "test_started": self.test_started,
+            "arrivals": self.arrivals and self.arrivals.report(),
         }
 
     def add_worker_report(self, report: dict[str, Any]) -> None:
@@ -114,6 +145,12 @@ class LoadRun:
     def cpu_percent(self) -> dict[str, float | None]:
         own = {self.process: self.cpu.percent}
         return own | {w["process"]: w["cpu_percent"] for w in self.workers.values()}
+
+    def arrivals_record(self) -> dict[str, Any]:
+        """The open loop's arrival counts and send lag, over this process and its workers."""
+        reports = [self.arrivals and self.arrivals.report()]
+        reports += [w.get("arrivals") for w in self.workers.values()]
+        return combined([r for r in reports if r])
 
     def history_files(self) -> list[str]:
         """This process's history file, then those its workers reported."""

@@ -4,6 +4,7 @@ keyspace (or of its own), validating and recording each operation.
 Importing it registers the plugin's listeners (locust_cachebench/plugin.py) on Locust's events.
 """
 
+import gevent.event
 from locust import FastHttpUser, constant
 
 import locust_cachebench.plugin  # noqa: F401  (registers the listeners that make the run)
@@ -23,10 +24,16 @@ class VideosUser(FastHttpUser):
 
     load: LoadRun  # not `run`: that is the User method running its tasks
     videos: VideosClient
+    # Set on the users that the open loop's arrivals run their tasks on (arrivals.py).
+    serves_arrivals = False
 
     def on_start(self) -> None:
         # Hung on the environment by the plugin's `init` listener.
         self.load = self.environment.cachebench
+        if self.load.open_loop and not self.serves_arrivals:
+            # The arrivals send every request: a user Locust spawns has nothing to do until
+            # the test stops it.
+            gevent.event.Event().wait()
         writer = Writer(self.load.next_worker_id())
         self.videos = VideosClient(self.client, self.load.history, writer)
 

@@ -6,6 +6,8 @@ the window may return a value written during the warm-up) and counted for the wi
 reads.
 """
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +29,16 @@ def figures(
     *,
     start_ns: int | None = None,
     end_ns: int | None = None,
+    unsent_arrivals: int = 0,
 ) -> Figures:
     """The figures of a run (see the README, "Checking a history", for each one).
 
     `history` as read_history returns it; `final_reads` as read_final_reads does (None: the
     run made none, and the lost-write figures are None). The window is `window_mask`'s;
-    either bound may be left open. A figure that has nothing to be computed from (a rate
-    without operations, a percentile without samples) is None.
+    either bound may be left open. `unsent_arrivals`: an open loop's arrivals that were
+    never sent (see unsent_arrivals), offered in the window but in no history. A figure that
+    has nothing to be computed from (a rate without operations, a percentile without
+    samples) is None.
     """
     in_window = window_mask(history, start_ns, end_ns)
     ops = history[in_window]
@@ -43,11 +48,15 @@ def figures(
 
     # Throughput's denominator: the window, from its start (else the first invocation in it)
     # to its end (else the last completion in it).
-    duration_ns = None
+    duration_ns = offered = None
     if len(ops):
         start = start_ns if start_ns is not None else ops["t_invoke_ns"].min()
         end = end_ns if end_ns is not None else ops["t_complete_ns"].max()
         duration_ns = int(end - start)
+        # Offered when it was due, answered or not: an open loop's arrival, or any operation
+        # of a closed loop (due when it was sent).
+        intended = history["t_intended_ns"]
+        offered = int(((intended >= start) & (intended <= end)).sum()) + unsent_arrivals
 
     status = ops["status"]
     answered = ops[status != 0]
@@ -62,6 +71,10 @@ def figures(
         "errors": int(((status == 0) | (status >= 500)).sum()),
         "duration_s": duration_ns / 1e9 if duration_ns else None,
         "throughput_rps": len(ops) / (duration_ns / 1e9) if duration_ns else None,
+        "offered_rps": offered / (duration_ns / 1e9) if duration_ns else None,
+        "send_lag_p99_ms": _percentile(
+            (ops["t_invoke_ns"] - ops["t_intended_ns"]).to_numpy() / 1e6, 99
+        ),
         "hit_rate": _hit_rate(answered_gets["cache"]),
         "judged_reads": judged,
         "stale_reads": int(verdicts["stale"]),
@@ -74,6 +87,8 @@ def figures(
         **_lost_writes(history, final_reads),
     }
     latency_ms = (answered["t_complete_ns"] - answered["t_invoke_ns"]) / 1e6
+    # From when it was due: what the user of an open loop waits, the send lag included.
+    corrected_ms = (answered["t_complete_ns"] - answered["t_intended_ns"]) / 1e6
     is_get = answered["op"] == "get"
     groups = {
         "all": np.ones(len(answered), dtype=bool),
@@ -83,6 +98,7 @@ def figures(
     }
     for group, members in groups.items():
         result.update(_percentiles(group, latency_ms[members].to_numpy()))
+        result.update(_percentiles(f"{group}_corrected", corrected_ms[members].to_numpy()))
     return result
 
 
@@ -116,11 +132,27 @@ def check(directory: Path, *, warmup_s: float = 0.0) -> Figures:
     history = read_history(directory)
     if history.empty:
         raise HistoryError(f"{directory}: the history has no operations")
+    unsent = 0
     if (Path(directory) / RUN_FILE).exists():
         start_ns, end_ns = run_window(directory, warmup_s)
+        unsent = unsent_arrivals(json.loads((Path(directory) / RUN_FILE).read_text()))
     else:
         start_ns, end_ns = int(history["t_invoke_ns"].iloc[0]) + round(warmup_s * 1e9), None
-    return figures(history, read_final_reads(directory), start_ns=start_ns, end_ns=end_ns)
+    final_reads = read_final_reads(directory)
+    return figures(history, final_reads, start_ns=start_ns, end_ns=end_ns, unsent_arrivals=unsent)
+
+
+def unsent_arrivals(run: Mapping[str, object]) -> int:
+    """An open loop's arrivals that were due but never got a slot before the load stopped,
+    from its RUN_FILE (`run`); 0 for a closed loop.
+
+    They are the latest arrivals (the earlier ones took the slots), and counted as offered
+    in a window that reaches the stop of the load.
+    """
+    scheduled, sent = run.get("arrivals_scheduled"), run.get("arrivals_sent")
+    if type(scheduled) is int and type(sent) is int:
+        return max(scheduled - sent, 0)
+    return 0
 
 
 def format_figures(result: Figures) -> str:
@@ -151,6 +183,10 @@ def _lost_writes(history: pd.DataFrame, final_reads: pd.DataFrame | None) -> Fig
         "final_reads": len(final_reads) - int(verdicts["unjudged"]),
         "lost_writes": int(verdicts["lost"] + verdicts["phantom"]),
     }
+
+
+def _percentile(values: np.ndarray, percentile: float) -> float | None:
+    return float(np.percentile(values, percentile)) if len(values) else None
 
 
 def _percentiles(group: str, latency_ms: np.ndarray) -> Figures:

@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from reports.history_format import (
+    ADDED_COLUMNS,
     COLUMNS,
     DTYPES,
     FILE_PATTERN,
@@ -83,12 +84,18 @@ def write_final_reads(directory: Path, rows: list[dict]) -> Path:
 
 
 def to_history(frame: pd.DataFrame, source: object = "the history") -> pd.DataFrame:
-    """`frame` (with at least COLUMNS, any dtypes) typed and sorted as read_history returns it.
+    """`frame` (with at least COLUMNS, any dtypes) typed and sorted as read_history returns it,
+    with every column of DTYPES (an ADDED_COLUMNS missing is filled from its stand-in).
 
     `source` names where the rows came from in the HistoryError raised for a malformed value.
     """
+    # Missing from a file, or from some of the files read together (then NaN in those rows).
+    added = {
+        c: frame[c].fillna(frame[stand_in]) if c in frame else frame[stand_in]
+        for c, stand_in in ADDED_COLUMNS.items()
+    }
     try:
-        history = frame.astype({c: t for c, t in DTYPES.items() if t != "category"})
+        history = frame.assign(**added).astype({c: t for c, t in DTYPES.items() if t != "category"})
     except (ValueError, TypeError, OverflowError) as exc:
         raise HistoryError(f"{source}: a malformed value: {exc}") from None
     # Checked first: pandas deprecates building a Categorical from values outside it.

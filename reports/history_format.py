@@ -8,6 +8,10 @@ process writing a history does not import pandas.
 
 # The columns every history file has, in this order; writers may add more after them.
 COLUMNS = ("op", "key", "value", "status", "cache", "t_invoke_ns", "t_complete_ns", "worker")
+# Columns added since, which the load tests write after COLUMNS: a history without one (an
+# older one, or another writer's) is read as if it held the column named beside it.
+ADDED_COLUMNS = {"t_intended_ns": "t_invoke_ns"}
+WRITTEN_COLUMNS = COLUMNS + tuple(ADDED_COLUMNS)
 DTYPES = {
     "op": "category",  # get, put, delete
     "key": "int64",  # the video id
@@ -17,6 +21,8 @@ DTYPES = {
     "t_invoke_ns": "int64",  # time.time_ns() just before sending
     "t_complete_ns": "int64",  # time.time_ns() just after the full response
     "worker": "string",  # a stable id of the Locust process and user
+    # When the operation should have been sent: an open loop's arrival, else t_invoke_ns.
+    "t_intended_ns": "int64",
 }
 OPS = ("get", "put", "delete")
 FILE_PATTERN = "history-*.csv"

@@ -4,7 +4,7 @@ import pandas as pd
 
 from reports.checker import classify_reads
 from reports.history import to_history
-from reports.history_format import COLUMNS
+from reports.history_format import WRITTEN_COLUMNS
 
 
 def put(key: int, name: str, t_invoke: int, t_complete: int, status: int = 201, **more) -> dict:
@@ -23,7 +23,7 @@ def get(key: int, name: str | None, t_invoke: int, t_complete: int, status=None,
 
 
 def history(*ops: dict) -> pd.DataFrame:
-    return to_history(pd.DataFrame(list(ops), columns=COLUMNS))
+    return to_history(pd.DataFrame(list(ops), columns=WRITTEN_COLUMNS))
 
 
 def verdicts(frame: pd.DataFrame) -> list[tuple[str, int | None]]:
@@ -33,7 +33,10 @@ def verdicts(frame: pd.DataFrame) -> list[tuple[str, int | None]]:
     return list(zip(reads["verdict"].astype(str), ages, strict=True))
 
 
-def _op(op, key, value, status, t_invoke, t_complete, worker="w1", cache="") -> dict:
+def _op(
+    op, key, value, status, t_invoke, t_complete, worker="w1", cache="", t_intended=None
+) -> dict:
+    """One row; an operation without `t_intended` was sent when it was due."""
     return {
         "op": op,
         "key": key,
@@ -43,4 +46,5 @@ def _op(op, key, value, status, t_invoke, t_complete, worker="w1", cache="") -> 
         "t_invoke_ns": t_invoke,
         "t_complete_ns": t_complete,
         "worker": worker,
+        "t_intended_ns": t_invoke if t_intended is None else t_intended,
     }

@@ -19,6 +19,8 @@ FIGURE_NAMES = [
     "errors",
     "duration_s",
     "throughput_rps",
+    "offered_rps",
+    "send_lag_p99_ms",
     "hit_rate",
     "judged_reads",
     "stale_reads",
@@ -31,8 +33,9 @@ FIGURE_NAMES = [
     "final_reads",
     "lost_writes",
     *(
-        f"{group}_{p}_ms"
+        f"{group}{corrected}_{p}_ms"
         for group in ("all", "get_hit", "get_miss", "put")
+        for corrected in ("", "_corrected")
         for p in ("p50", "p95", "p99", "max")
     ),
 ]
@@ -85,6 +88,49 @@ def test_latency_percentiles_by_kind_of_operation():
     assert result["get_miss_p50_ms"] == pytest.approx(2)  # 1 and 3 ms; BYPASS is neither
     assert result["put_p50_ms"] == pytest.approx(4)  # 2, 4 and the 503's 10 ms
     assert result["put_max_ms"] == pytest.approx(10)
+
+
+def test_a_closed_loop_sends_every_operation_when_it_is_due():
+    result = figures(history(*run()))
+    assert result["send_lag_p99_ms"] == 0
+    assert result["offered_rps"] == result["throughput_rps"]
+    for group in ("all", "get_hit", "get_miss", "put"):
+        for p in ("p50", "p95", "p99", "max"):
+            assert result[f"{group}_corrected_{p}_ms"] == result[f"{group}_{p}_ms"]
+
+
+def test_an_open_loop_s_latency_is_corrected_from_the_intended_time():
+    """A server that stalled from 0 to 100 ms, with one slot in flight: the arrivals due
+    meanwhile were sent when it answered, each measured from when it was due."""
+    ops = [
+        get(1, None, 0, 100 * MS),  # in flight during the stall: its service time shows it
+        *(
+            get(1, None, 100 * MS, 101 * MS, t_intended=t)
+            for t in range(10 * MS, 100 * MS, 10 * MS)
+        ),
+        get(1, None, 110 * MS, 111 * MS),  # due when sent, after the stall
+    ]
+    result = figures(history(*ops), start_ns=0, end_ns=120 * MS)
+    assert result["all_max_ms"] == pytest.approx(100)
+    assert result["all_p50_ms"] == pytest.approx(1)  # service time: all but one took 1 ms
+    # From when they were due: 91, 81, … 11 ms, and the 100 and 1 ms of the others.
+    assert result["all_corrected_max_ms"] == pytest.approx(100)
+    assert result["all_corrected_p50_ms"] == pytest.approx(51)
+    assert result["get_miss_corrected_p50_ms"] == pytest.approx(51)
+    # Lags 0, 0, 10, … 90 ms: the 99th percentile interpolates between 80 and 90.
+    assert result["send_lag_p99_ms"] == pytest.approx(89)
+    assert result["offered_rps"] == pytest.approx(11 / 0.12)
+
+
+def test_offered_counts_arrivals_when_due_and_those_never_sent():
+    ops = [
+        get(1, None, 50 * MS, 60 * MS, t_intended=5 * MS),  # due in the window
+        get(1, None, 90 * MS, 130 * MS, status=0, t_intended=80 * MS),  # cut off by the end
+        get(1, None, 150 * MS, 160 * MS, t_intended=110 * MS),  # due after the window
+    ]
+    result = figures(history(*ops), start_ns=0, end_ns=100 * MS, unsent_arrivals=3)
+    assert (result["ops"], result["throughput_rps"]) == (1, pytest.approx(10))
+    assert result["offered_rps"] == pytest.approx((2 + 3) / 0.1)
 
 
 def test_a_server_that_sends_no_x_cache_has_an_unknown_hit_rate_not_zero():
@@ -193,6 +239,12 @@ def test_check_measures_the_run_s_own_window_when_it_has_its_record(tmp_path):
     result = check(tmp_path, warmup_s=0.02)
     assert (result["ops"], result["errors"]) == (1, 0)
     assert result["duration_s"] == pytest.approx(0.07)
+    assert result["offered_rps"] == pytest.approx(2 / 0.07)  # the GET cut off was offered
+    # An open loop's arrivals that never got a slot were offered too.
+    (tmp_path / RUN_FILE).write_text(
+        json.dumps(record | {"arrivals_scheduled": 10, "arrivals_sent": 3})
+    )
+    assert check(tmp_path, warmup_s=0.02)["offered_rps"] == pytest.approx((2 + 7) / 0.07)
 
 
 def test_check_refuses_a_run_that_measured_nothing(tmp_path):

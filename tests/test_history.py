@@ -21,6 +21,16 @@ def test_history_files_are_merged_in_order_of_invocation(tmp_path):
     assert h["status"].dtype == "int32"
 
 
+def test_a_history_without_intended_times_was_sent_when_due(tmp_path):
+    """Histories written before t_intended_ns (or by another writer) still read, beside new
+    ones: each operation of theirs was intended when it was invoked."""
+    (tmp_path / "history-old.csv").write_text(HEADER + "get,1,,404,MISS,10,20,w\n")
+    history(get(1, None, 30, 40, t_intended=25)).to_csv(tmp_path / "history-new.csv", index=False)
+    h = read_history(tmp_path)
+    assert list(h["t_intended_ns"]) == [10, 25]
+    assert h["t_intended_ns"].dtype == "int64"
+
+
 def test_final_reads_are_read_when_the_run_made_them(tmp_path):
     assert read_final_reads(tmp_path) is None
     history(get(2, "A", 50, 60), get(3, None, 50, 60)).to_csv(
@@ -55,6 +65,7 @@ def test_to_history_types_and_sorts_a_frame():
         (HEADER + "get,1,x,200,,,2,w\n", "malformed value"),
         (HEADER + "get,1,x,99999999999,,1,2,w\n", "malformed value"),
         (HEADER + "post,1,x,200,,1,2,w\n", "an op other than"),
+        (HEADER.replace("\n", ",t_intended_ns\n") + "get,1,x,200,,1,2,w,\n", "malformed value"),
     ],
 )
 def test_a_malformed_history_file_is_a_history_error(tmp_path, content, match):

@@ -14,8 +14,9 @@ import psutil
 import pytest
 
 from cachebench.processes import free_port, stop
+from reports.figures import check
 from reports.history import history_files, read_history
-from reports.history_format import COLUMNS
+from reports.history_format import WRITTEN_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 # The command users run, from this environment (not `python -m locust`, which names itself
@@ -107,7 +108,7 @@ def test_every_scenario_in_two_processes(serve, locust, tmp_path):
     assert len(files) == 3, "the master's (seeding) and one per worker"
     assert sorted(run["history_files"]) == [f.name for f in files]
     for path in files:
-        assert path.read_text().splitlines()[0] == ",".join(COLUMNS)
+        assert path.read_text().splitlines()[0] == ",".join(WRITTEN_COLUMNS)
     assert set(run["user_classes"]) == SCENARIOS
     assert set(run["hit_rate"]) == SCENARIOS | {"Aggregated"}
     assert run["processes"] == 2
@@ -260,12 +261,104 @@ def test_ctrl_c_keeps_every_operation(serve, locust, tmp_path):
     assert (load["t_complete_ns"] >= load["t_invoke_ns"]).all()
 
 
+def test_an_open_loop_in_two_processes_shares_its_rate(serve, locust, tmp_path):
+    history = tmp_path / "history"
+    port = str(free_port())
+    code, output = run_to_end(
+        locust,
+        *("-f", "loadtests/mixed.py"),
+        # One user for two processes: Locust's users send nothing in an open loop.
+        *headless(serve(CACHE_BACKEND="filesystem"), history, "-u", "1", "-t", "3s"),
+        *("--processes", "2", "--master-bind-port", port, "--master-port", port),
+        *("--arrival-rate", "100", "--arrival", "constant"),
+    )
+    assert code == 0, output
+    run = run_file(history)
+    assert (run["processes"], run["arrival_rate"], run["arrival"]) == (2, 100.0, "constant")
+    # About 290 due in the 2.9 s after seeding: 50 a second each, not 100.
+    assert 150 <= run["arrivals_scheduled"] <= 400
+    # Every arrival sent, but perhaps one per process due as the test stopped.
+    assert run["arrivals_scheduled"] - 2 <= run["arrivals_sent"] <= run["arrivals_scheduled"]
+    _, load = split_seeding(history)
+    assert load["worker"].str.rsplit("-", n=2).str[0].nunique() == 2, "arrivals of both workers"
+    assert run["requests"] <= len(load) <= run["requests"] + 2 * 256
+
+
+PAUSE_S = 1.0
+
+
+def process_group_listening_on(url: str) -> int:
+    """The process group of the server listening at `url`'s port (gunicorn's: its master
+    and workers, started in a session of their own)."""
+    port = int(url.rsplit(":", 1)[1])
+    (pid, *_) = {
+        c.pid
+        for c in psutil.net_connections("tcp")
+        if c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid
+    }
+    return os.getpgid(pid)
+
+
+def run_with_a_pause(locust, url, history, *args):
+    """Run Locust with `args` for 4 s, the server stopped (SIGSTOP) for PAUSE_S in the
+    middle of its load; returns its exit code and output."""
+    group = process_group_listening_on(url)  # first: on a busy machine, a slow look
+    process, output = locust(
+        *("-f", "loadtests/read_heavy.py"), *headless(url, history, "-t", "4s", *args)
+    )
+    deadline = time.monotonic() + 60
+    while "Seeded" not in output.read_text():
+        assert process.poll() is None, output.read_text()
+        assert time.monotonic() < deadline, output.read_text()
+        time.sleep(0.05)
+    time.sleep(0.5)  # under load first
+    os.killpg(group, signal.SIGSTOP)
+    try:
+        time.sleep(PAUSE_S)
+    finally:
+        os.killpg(group, signal.SIGCONT)
+    return process.wait(timeout=120), output.read_text()
+
+
+def test_the_corrected_latency_sees_a_paused_server(serve, locust, tmp_path):
+    """At 100 operations a second and 2 in flight at most, a server paused for 1 s keeps
+    about 100 arrivals from being sent: measured from when they were due, half of them wait
+    0.5 s or more; from when they were sent, only the 2 in flight do."""
+    history = tmp_path / "history"
+    cap = 2
+    code, output = run_with_a_pause(
+        locust,
+        serve(CACHE_BACKEND="simple"),
+        history,
+        *("-u", "1", "--arrival-rate", "100", "--max-in-flight", str(cap)),
+    )
+    assert code == 0, output
+    run = run_file(history)
+    _, load = split_seeding(history)
+    answered = load[load["status"] != 0]
+    corrected_s = (answered["t_complete_ns"] - answered["t_intended_ns"]) / 1e9
+    service_s = (answered["t_complete_ns"] - answered["t_invoke_ns"]) / 1e9
+    # About 50 were due in the first half of the pause (a Poisson count: sd about 7).
+    assert (corrected_s >= PAUSE_S / 2).sum() >= 30
+    assert (service_s >= PAUSE_S / 2).sum() <= cap
+    assert run["arrivals_waited"] >= 30
+    figures = check(history)
+    assert figures["all_corrected_max_ms"] >= 0.9 * PAUSE_S * 1000
+    assert figures["all_corrected_p95_ms"] >= 10 * figures["all_p95_ms"]
+    assert figures["send_lag_p99_ms"] >= 0.5 * PAUSE_S * 1000
+
+
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
         (["--keys", "0"], {}, "argument --keys: must be a whole number >= 1, not '0'"),
         (["--key-dist", "hot"], {}, "argument --key-dist: must be one of uniform, zipf, not 'hot'"),
         ([], {"LOCUST_ZIPF_S": "-1"}, "argument --zipf-s: must be a number >= 0, not '-1'"),
+        (
+            ["--arrival-rate", "0"],
+            {},
+            "argument --arrival-rate: must be operations per second > 0, not '0'",
+        ),
     ],
 )
 def test_a_bad_option_is_one_line(locust, args, env, message):

@@ -10,7 +10,7 @@ import pytest
 from locust_cachebench import history as history_writer
 from locust_cachebench.history import HistoryWriter, NoHistory, Writer, process_id
 from reports.history import history_files, read_history
-from reports.history_format import COLUMNS, FILE_PATTERN, NAME_PATTERN
+from reports.history_format import FILE_PATTERN, NAME_PATTERN, WRITTEN_COLUMNS
 
 
 def record_ops(history, writer, count, key=1):
@@ -29,9 +29,11 @@ def test_a_history_file_has_the_shared_schema(tmp_path):
     record_ops(history, Writer("p1-u1"), 3)
     history.close()
     assert history.path.match(FILE_PATTERN)
-    assert header(history.path) == COLUMNS
+    assert header(history.path) == WRITTEN_COLUMNS
     rows = read_history(tmp_path)
-    assert list(rows.columns) == list(COLUMNS)
+    assert list(rows.columns) == list(WRITTEN_COLUMNS)
+    # Sent when they were due: the closed loop's operations.
+    assert (rows["t_intended_ns"] == rows["t_invoke_ns"]).all()
     assert rows["op"].tolist() == ["put", "get"] * 3
     assert rows["value"].tolist()[:2] == ["p1-u1#1", ""]
     assert rows["status"].tolist()[:2] == [201, 404]

@@ -11,6 +11,9 @@ from locust_cachebench.options import (
     MAX_KEYS,
     Settings,
     SettingsError,
+    arrival_kind,
+    arrival_rate,
+    in_flight_cap,
     key_distribution,
     keys_count,
     rate,
@@ -32,6 +35,12 @@ from locust_cachebench.options import (
         (rate, "1", 1.0),
         (key_distribution, "uniform", "uniform"),
         (key_distribution, "zipf", "zipf"),
+        (arrival_rate, "100", 100.0),
+        (arrival_rate, "0.5", 0.5),
+        (arrival_kind, "poisson", "poisson"),
+        (arrival_kind, "constant", "constant"),
+        (in_flight_cap, "1", 1),
+        (in_flight_cap, 256, 256),
     ],
 )
 def test_good_values(check, value, expected):
@@ -59,6 +68,14 @@ def test_good_values(check, value, expected):
         (rate, "5%"),
         (key_distribution, "Zipf"),
         (key_distribution, "pareto"),
+        (arrival_rate, "0"),
+        (arrival_rate, "-5"),
+        (arrival_rate, "inf"),
+        (arrival_rate, "fast"),
+        (arrival_kind, "uniform"),
+        (in_flight_cap, "0"),
+        (in_flight_cap, "2.5"),
+        (in_flight_cap, True),
     ],
 )
 def test_bad_values_say_what_is_accepted(check, value):
@@ -76,6 +93,23 @@ def test_settings_from_parsed_options():
 def test_settings_without_options_are_the_defaults():
     assert Settings.from_options(None) == Settings(100, "zipf", 1.0, None, None)
     assert Settings.from_options(argparse.Namespace()) == Settings()
+    # The closed loop, unless an arrival rate is given.
+    assert (Settings().arrival_rate, Settings().arrival, Settings().max_in_flight) == (
+        None,
+        "poisson",
+        256,
+    )
+
+
+def test_the_open_loop_settings():
+    options = argparse.Namespace(arrival_rate="50", arrival="constant", max_in_flight="4")
+    settings = Settings.from_options(options)
+    assert settings.arrival_rate == 50.0
+    assert (settings.arrival, settings.max_in_flight) == ("constant", 4)
+    # The web UI's form leaves the rate empty for the closed loop.
+    assert Settings.from_options(argparse.Namespace(arrival_rate="")).arrival_rate is None
+    with pytest.raises(SettingsError, match=r"^--max-in-flight: must be a whole number >= 1"):
+        Settings.from_options(argparse.Namespace(max_in_flight=0))
 
 
 def test_a_stale_threshold_needs_a_history():
@@ -109,7 +143,7 @@ def parse_locust_options(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["locust"])  # the name its messages begin with
     from locust.argument_parser import get_parser
 
-    import locust_cachebench.run  # noqa: F401  (registers the listener that adds the options)
+    import locust_cachebench.plugin  # noqa: F401  (registers the listener that adds the options)
 
     def parse(*args, **env):
         for name, value in env.items():

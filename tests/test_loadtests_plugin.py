@@ -214,6 +214,13 @@ def test_the_run_record(environment, tmp_path):
     ]
     assert (record["error"], record["exit_code"]) == (None, 0)
     assert list(record["cpu_percent"]) == [run.process]
+    # A closed loop: no arrival rate, no schedule to keep.
+    assert (record["arrival_rate"], record["arrival"], record["max_in_flight"]) == (
+        None,
+        "poisson",
+        256,
+    )
+    assert record["arrivals_scheduled"] is record["send_lag_p99_ms"] is None
 
 
 def worker_report(process: str, gets: int, hits: int, test_started: bool = True) -> dict:
@@ -262,6 +269,9 @@ def test_the_options_are_a_group_of_their_own():
         "--history-dir",
         "--max-failure-rate",
         "--max-stale-rate",
+        "--arrival-rate",
+        "--arrival",
+        "--max-in-flight",
     ]
     assert "exits with code 3" in parser.format_help()
     assert parser.parse_args([], env_vars={"LOCUST_KEYS": "7"}).keys == 7
@@ -282,6 +292,9 @@ def test_the_web_ui_has_a_cache_hits_tab(environment, monkeypatch):
         "seed",
         "max_failure_rate",
         "max_stale_rate",
+        "arrival_rate",
+        "arrival",
+        "max_in_flight",
     }
     assert env.web_ui.template_args["extended_tabs"] == [
         {"title": "Cache hits", "key": "cache-hits"}

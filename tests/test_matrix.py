@@ -121,7 +121,15 @@ def test_every_value_of_the_other_dimensions_is_a_cell_of_its_own(monkeypatch):
     assert runs[1].variant_label == "fault=cache-stall,fill=plain"
 
 
-QUOTABLE = {"loadgen_cpu_warning": False, "loadgen_cpu": 0.5, "window_s": 4.0, "ops": 1000}
+QUOTABLE = {
+    "loadgen_cpu_warning": False,
+    "loadgen_cpu": 0.5,
+    "window_s": 4.0,
+    "ops": 1000,
+    "send_lag_p99_ms": 0.0,
+    "arrivals_waited_share": float("nan"),  # a closed loop
+}
+BEHIND = "load generator behind its schedule (send lag p99 10.5 ms, the in-flight cap not reached)"
 
 
 @pytest.mark.parametrize(
@@ -141,6 +149,16 @@ QUOTABLE = {"loadgen_cpu_warning": False, "loadgen_cpu": 0.5, "window_s": 4.0, "
          "load generator saturated (CPU 100% of a core)"),  # the first reason found
         ({"window_s": 1.0, "ops": 0}, "measured 1.0 s of the 4 s asked: seeding or the "
                                       "warm-up took the rest of the run"),
+        # An open loop that could not keep its schedule, though its slots were free.
+        ({"send_lag_p99_ms": 10.5, "arrivals_waited_share": 0.0}, BEHIND),
+        ({"send_lag_p99_ms": 10.5, "arrivals_waited_share": 0.009}, BEHIND),
+        ({"send_lag_p99_ms": 10.0, "arrivals_waited_share": 0.0}, ""),
+        ({"send_lag_p99_ms": 10.5}, BEHIND),  # no count of waits: not shown to be the cap
+        # Arrivals waited for the cap: the server, not Locust, made them late.
+        ({"send_lag_p99_ms": 500.0, "arrivals_waited_share": 0.01}, ""),
+        ({"send_lag_p99_ms": None, "ops": 0}, f"too few operations (0 < {MIN_OPS})"),
+        ({"loadgen_cpu": 0.95, "send_lag_p99_ms": 50.0},
+         "load generator saturated (CPU 95% of a core)"),
     ],
 )  # fmt: skip
 def test_a_run_is_not_quoted_for_the_first_reason_it_has(changes, reason):
