@@ -191,6 +191,8 @@ class Health(Resource):
             "store": config["VIDEOS_STORE"],
             "cache_backend": config["CACHE_BACKEND"],
             "cache_strategy": config["CACHE_STRATEGY"],
+            "cache_invalidation": config["CACHE_INVALIDATION"],
+            "cache_fill": config["CACHE_FILL"],
             "work_ms": config["VIDEOS_WORK_MS"],
             "work_phase": config["VIDEOS_WORK_PHASE"],
         }

@@ -129,6 +129,12 @@ def test_the_strategies_that_write_in_the_store_work_on_each(make_app, view, sto
     check_x_cache(app.test_client(), view)
 
 
+def test_health_says_which_strategies_are_served(make_app):
+    client = make_app(CACHE_INVALIDATION="versioned", CACHE_FILL="xfetch").test_client()
+    body = client.get("/health").get_json()
+    assert (body["cache_invalidation"], body["cache_fill"]) == ("versioned", "xfetch")
+
+
 @pytest.mark.parametrize(
     ("settings", "says"),
     [
