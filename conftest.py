@@ -164,6 +164,10 @@ def make_app(tmp_path, request) -> Iterator[Callable[..., Flask]]:
 
     yield make
     for app in apps:
+        # The invalidation's background work (service/invalidation.py) ends first: it uses
+        # the cache and the store.
+        if "cache_invalidation" in app.extensions:
+            app.extensions["cache_invalidation"].stop()
         # A test may have stopped its server on purpose: whatever its client then raises.
         with app.app_context(), suppress(Exception):
             cache.clear()

@@ -66,12 +66,13 @@ class Backend:
     server: str | None = None
     client: str | None = None
     per_process: bool = False  # each worker process has a cache of its own
+    caches: bool = True  # False: nothing is ever stored
 
 
 BACKENDS = {
     backend.name: backend
     for backend in (
-        Backend("none", "NullCache", "NullCache"),
+        Backend("none", "NullCache", "NullCache", caches=False),
         Backend(
             "simple",
             "service.cache_format.JSONSimpleCache",

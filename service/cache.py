@@ -9,6 +9,7 @@ Values are cached as JSON (service/cache_format.py): an entry that does not deco
 """
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
@@ -82,14 +83,31 @@ def cache_state() -> str:
     return "ok"
 
 
+def backend_of(app: Flask) -> Any:
+    """`app`'s Flask-Caching backend object, as `cache.cache` is within its context."""
+    return app.extensions["cache"][cache]
+
+
 def mark_view_ran() -> None:
     """Called by the GET view body: the view ran, whether or not the cache was reached."""
     g.view_ran = True
 
 
-def invalidation_failed(exc: Exception) -> None:
-    log.error("cache invalidation failed, the cached GET may be stale: %s", exc)
-    g.cache_status = "BYPASS"
+def record_status(status: str) -> None:
+    """X-Cache of a GET that reads the cache itself (service/fill.py) rather than through
+    Flask-Caching's decorators, whose signals set it."""
+    g.cache_status = status
+
+
+def try_invalidation(invalidate: Callable[[], object]) -> None:
+    """Run one step of a write's invalidation. The write is committed (or will be) whatever
+    the cache does: a cache that cannot be reached must not turn it into an error, but it may
+    now serve the old value until the TTL, so say so."""
+    try:
+        invalidate()
+    except Exception as exc:
+        log.error("cache invalidation failed, the cached GET may be stale: %s", exc)
+        g.cache_status = "BYPASS"
 
 
 def _record(status: str):

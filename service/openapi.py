@@ -6,7 +6,14 @@ from pathlib import Path
 from flask import Response
 from flask_restful import Resource
 
-from service.settings import CACHE_BACKENDS, CACHE_STRATEGIES, STORES, WORK_PHASES
+from service.settings import (
+    CACHE_BACKENDS,
+    CACHE_STRATEGIES,
+    FILLS,
+    INVALIDATIONS,
+    STORES,
+    WORK_PHASES,
+)
 
 
 def _document() -> bytes:
@@ -18,6 +25,8 @@ def _document() -> bytes:
         "store": STORES,
         "cache_backend": CACHE_BACKENDS,
         "cache_strategy": CACHE_STRATEGIES,
+        "cache_invalidation": INVALIDATIONS,
+        "cache_fill": FILLS,
         "work_phase": WORK_PHASES,
     }
     for name, values in choices.items():

@@ -12,10 +12,13 @@ from typing import Any, NamedTuple
 
 from redis.connection import parse_url
 
+from service.atomic import LEASES, LOCKS
 from service.backends import BACKENDS, CLIENT_TIMEOUTS
 
 CACHE_BACKENDS = tuple(BACKENDS)
 CACHE_STRATEGIES = ("cached", "memoize", "memoize-fixed")
+INVALIDATIONS = ("delete", "double-delete", "lease", "versioned", "outbox")
+FILLS = ("plain", "lock", "xfetch")
 STORES = ("sqlite", "postgres", "memory")
 WORK_PHASES = ("before-read", "after-read")
 # What a request spends besides its work and its wait for SQLite's lock: the framework, the
@@ -30,6 +33,11 @@ TIMEOUT_MARGIN_S = 3
 # CPU-bound processes on this machine's 2 cores, took 56 ms.
 CACHE_TIMEOUT_WORK_FRACTION = 4
 CACHE_TIMEOUT_FLOOR_MS = 100
+# A fill lock's waiters poll the cache this often: they see the value at most this late, and
+# each costs its cache about a hundred reads a second meanwhile.
+LOCK_POLL_MS = 10
+# ... for up to VIDEOS_WORK_MS and this: the filler's store read and cache round trips.
+LOCK_WAIT_MARGIN_MS = 100
 
 
 class SettingError(ValueError):
@@ -136,6 +144,57 @@ SETTINGS: tuple[Setting, ...] = (
         'How GET is cached: `cached` (the tutorial\'s `@cache.cached(key_prefix="get%s")`), '
         "`memoize` (the tutorial's pitfall: keys on the per-request Resource instance), "
         "`memoize-fixed` (memoize ignoring `self`, invalidated on PUT and DELETE).",
+    ),
+    Setting(
+        "CACHE_INVALIDATION",
+        "delete",
+        choice(*INVALIDATIONS),
+        "What a PUT or DELETE does to the cached GET (with `CACHE_STRATEGY=cached`). "
+        "`delete` (the tutorial's): deletes it once the write has committed. "
+        "`double-delete`: deletes it before the write, after it, and again "
+        "`CACHE_DOUBLE_DELETE_MS` later, which removes a fill made from a read just before "
+        "the write. "
+        "`lease` (`redis`, `memcached`): a miss leaves a lease token in the key, and its fill is "
+        "stored only if the token is still there (a Redis script; memcached's `gets` and "
+        "`cas`); the write's delete revokes it. "
+        "`versioned`: the store keeps a version per video, bumped in the write's transaction, "
+        "and the cache key carries it, so an old entry is never read again; one more store "
+        "read per GET. "
+        "`outbox` (`filesystem`, `redis`, `memcached`): the write records its invalidation in "
+        "the store, in its transaction, removed once the cache delete succeeds; pending ones "
+        "are retried before a GET of that video and every `CACHE_OUTBOX_RETRY_MS`, so a cache "
+        "unreachable during the write is corrected when it is back, not at the TTL.",
+    ),
+    Setting(
+        "CACHE_DOUBLE_DELETE_MS",
+        1000,
+        integer(1, 60_000),
+        "Milliseconds from `double-delete`'s second delete to its third. To remove a stale fill "
+        "it must outlast a GET's time from its read to its fill (`VIDEOS_WORK_MS` with "
+        "`after-read`).",
+    ),
+    Setting(
+        "CACHE_OUTBOX_RETRY_MS",
+        1000,
+        integer(1),
+        "How often each worker retries `outbox`'s pending invalidations in the background, "
+        "at the cost of one store read each time.",
+    ),
+    Setting(
+        "CACHE_FILL",
+        "plain",
+        choice(*FILLS),
+        "How a GET fills the cache (with `CACHE_STRATEGY=cached`). "
+        "`plain` (the tutorial's): every miss runs the view and stores its answer. "
+        "`lock` (`simple`, `redis`, `memcached`): a miss takes a lock on its key (Redis "
+        "`SET NX PX`, memcached's `add`, SimpleCache's in its process) and fills it; the others "
+        f"read the cache every {LOCK_POLL_MS} ms for its value, for up to `VIDEOS_WORK_MS` + "
+        f"{LOCK_WAIT_MARGIN_MS} ms, then run the view without storing (under `lease` the lease "
+        "is the lock). "
+        "`xfetch`: an entry carries its expiry and how long its view took (delta), and a GET "
+        "recomputes it early when now − delta · ln(rand()) ≥ expiry (Vattani et al., VLDB "
+        "2015, β = 1): one GET refreshes a popular entry before it expires. "
+        f"A lock or a lease lasts `VIDEOS_WORK_MS` + {TIMEOUT_MARGIN_S} s.",
     ),
     Setting(
         "CACHE_DEFAULT_TIMEOUT",
@@ -308,6 +367,21 @@ def parse_settings(values: Mapping[str, Any], applies_to: str = "app") -> dict[s
     return parsed
 
 
+CACHING = tuple(name for name, backend in BACKENDS.items() if backend.caches)
+SHARED = tuple(name for name in CACHING if not BACKENDS[name].per_process)
+# The invalidations and fills besides the tutorial's: the backends each applies to, and what
+# it needs of them. Nothing is cached with `none`; `outbox` would confirm an invalidation
+# that reached one worker's SimpleCache while the others keep the old value.
+NEEDS: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
+    ("CACHE_INVALIDATION", "double-delete"): (CACHING, "a cache"),
+    ("CACHE_INVALIDATION", "lease"): (tuple(LEASES), "an atomic compare-and-set on a server"),
+    ("CACHE_INVALIDATION", "versioned"): (CACHING, "a cache"),
+    ("CACHE_INVALIDATION", "outbox"): (SHARED, "a cache shared by the workers"),
+    ("CACHE_FILL", "lock"): (tuple(LOCKS), "an atomic add"),
+    ("CACHE_FILL", "xfetch"): (CACHING, "a cache"),
+}
+
+
 def check_together(app_settings: Mapping[str, Any]) -> None:
     """Raise SettingError if the app's settings, each valid alone, cannot run together."""
     if app_settings["VIDEOS_STORE"] == "postgres" and not app_settings["VIDEOS_DATABASE_URL"]:
@@ -315,6 +389,20 @@ def check_together(app_settings: Mapping[str, Any]) -> None:
             "VIDEOS_STORE='postgres' needs VIDEOS_DATABASE_URL, e.g. "
             "postgresql://postgres@127.0.0.1:5432/postgres"
         )
+    backend, strategy = app_settings["CACHE_BACKEND"], app_settings["CACHE_STRATEGY"]
+    for (name, value), (backends, needs) in NEEDS.items():
+        if app_settings[name] != value:
+            continue
+        # The memoize strategies are the tutorial's pitfall and its fix, measured as written.
+        if strategy != "cached":
+            raise SettingError(
+                f"{name}={value!r} applies to CACHE_STRATEGY='cached' only, not {strategy!r}"
+            )
+        if backend not in backends:
+            raise SettingError(
+                f"{name}={value!r} does not apply to CACHE_BACKEND={backend!r}: it needs "
+                f"{needs} ({', '.join(backends)})"
+            )
 
 
 def defaults(applies_to: str = "app") -> dict[str, Any]:
@@ -345,6 +433,12 @@ def cache_timeout_ms(app_settings: Mapping[str, Any], name: str) -> int:
         return app_settings[name]
     work_ms = app_settings["VIDEOS_WORK_MS"]
     return max(CACHE_TIMEOUT_FLOOR_MS, work_ms // CACHE_TIMEOUT_WORK_FRACTION)
+
+
+def fill_lifetime_ms(app_settings: Mapping[str, Any]) -> int:
+    """How long a fill lock or a lease holds its key: the GET's work and the rest of its
+    request, so that a filler alive never loses it, and one that died frees it soon."""
+    return app_settings["VIDEOS_WORK_MS"] + TIMEOUT_MARGIN_S * 1000
 
 
 def worker_timeout(app_settings: Mapping[str, Any]) -> int:

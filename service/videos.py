@@ -9,9 +9,13 @@ from flask_restful import Api, Resource, abort
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import BaseConverter
 
-from service.cache import cache, cache_state, invalidation_failed, mark_view_ran
+from service.cache import cache, cache_state, mark_view_ran, try_invalidation
+from service.fill import cached_get
+from service.fill import init_app as init_fill
+from service.invalidation import current_invalidation, write_video
+from service.invalidation import init_app as init_invalidation
 from service.openapi import OpenApiDocument
-from service.store import StoreError, get_store
+from service.store import StoreError, Video, get_store
 from service.validation import MAX_BODY_BYTES, InvalidInput, check_video_id, parse_video
 
 
@@ -75,7 +79,8 @@ def unreadable_body(message: str) -> NoReturn:
 
 
 class VideoResource(Resource):
-    """PUT and DELETE; each strategy's subclass adds the cached GET and its invalidation."""
+    """PUT and DELETE; each strategy's subclass adds the cached GET and its invalidation, or
+    its write (StrategyVideo)."""
 
     def dispatch_request(self, *args: object, **kwargs: object) -> ResponseReturnValue:
         try:
@@ -91,23 +96,21 @@ class VideoResource(Resource):
         if not request.is_json:
             abort(415, message="PUT needs a JSON body with Content-Type: application/json")
         video = parse_video(read_body())
-        get_store().put(video_id, video)
-        self._invalidate(video_id)
+        self.write(video_id, video)
         return video, 201
 
     def delete(self, video_id: int) -> tuple[str, int]:
-        if not get_store().delete(video_id):
+        if not self.write(video_id, None):
             abort(404, message="video doesn't exist")
-        self._invalidate(video_id)
         return "", 204
 
-    def _invalidate(self, video_id: int) -> None:
-        # The write is already committed: a cache that cannot be reached must not turn it
-        # into an error, but it may now serve the old value until the TTL, so say so.
-        try:
-            self.invalidate(video_id)
-        except Exception as exc:
-            invalidation_failed(exc)
+    def write(self, video_id: int, video: Video | None) -> bool:
+        """The tutorial's write: the store, then the invalidation. `video` None deletes;
+        False if there was no video to delete."""
+        if not write_video(get_store(), video_id, video):
+            return False
+        try_invalidation(lambda: self.invalidate(video_id))
+        return True
 
     def invalidate(self, video_id: int) -> None:
         raise NotImplementedError
@@ -150,6 +153,18 @@ def video_resource(strategy: str, timeout: int | None) -> type[VideoResource]:
     return Video
 
 
+class StrategyVideo(VideoResource):
+    """The GET read and filled in plain code (service/fill.py), the write invalidated
+    (service/invalidation.py), under CACHE_INVALIDATION and CACHE_FILL: the `cached`
+    strategy's key, any of their strategies."""
+
+    def get(self, video_id: int) -> ResponseReturnValue:
+        return cached_get(video_id, read_video)
+
+    def write(self, video_id: int, video: Video | None) -> bool:
+        return current_invalidation().write(video_id, video)
+
+
 class VideoIdConverter(BaseConverter):
     """A video id as the API writes it: ASCII digits without a leading zero.
 
@@ -179,6 +194,8 @@ class Health(Resource):
             "cache_strategy": config["CACHE_STRATEGY"],
             # Never fails the check: a cache that does not answer is bypassed, not fatal.
             "cache": cache_state(),
+            "cache_invalidation": config["CACHE_INVALIDATION"],
+            "cache_fill": config["CACHE_FILL"],
             "work_ms": config["VIDEOS_WORK_MS"],
             "work_phase": config["VIDEOS_WORK_PHASE"],
         }
@@ -187,7 +204,12 @@ class Health(Resource):
 def init_app(app: Flask) -> None:
     app.url_map.converters["video_id"] = VideoIdConverter
     api = Api(app, catch_all_404s=True)
-    resource = video_resource(app.config["CACHE_STRATEGY"], app.config["CACHE_VIEW_TIMEOUT"])
+    if (app.config["CACHE_INVALIDATION"], app.config["CACHE_FILL"]) == ("delete", "plain"):
+        resource = video_resource(app.config["CACHE_STRATEGY"], app.config["CACHE_VIEW_TIMEOUT"])
+    else:
+        init_invalidation(app)
+        init_fill(app)
+        resource = StrategyVideo
     api.add_resource(resource, "/videos/<video_id:video_id>", endpoint="video")
     api.add_resource(Health, "/health")
     api.add_resource(OpenApiDocument, "/openapi.json")

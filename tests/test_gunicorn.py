@@ -137,6 +137,15 @@ def test_bad_setting_stops_gunicorn_with_one_line(settings, says):
     assert result.stderr.strip().splitlines() == [f"cachebench service: {says}"]
 
 
+def test_a_strategy_that_does_not_apply_stops_gunicorn_with_one_line():
+    result = gunicorn({"CACHE_INVALIDATION": "lease"}, "service:create_app()")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "cachebench service: CACHE_INVALIDATION='lease' does not apply to "
+        "CACHE_BACKEND='simple': it needs an atomic compare-and-set on a server (redis, memcached)"
+    ]
+
+
 def worker_timeout(settings):
     result = gunicorn(settings, "--print-config", "service:create_app()")
     assert result.returncode == 0, result.stderr

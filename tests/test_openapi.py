@@ -7,7 +7,14 @@ import re
 import schemathesis
 
 from service.openapi import DOCUMENT
-from service.settings import CACHE_BACKENDS, CACHE_STRATEGIES, STORES, WORK_PHASES
+from service.settings import (
+    CACHE_BACKENDS,
+    CACHE_STRATEGIES,
+    FILLS,
+    INVALIDATIONS,
+    STORES,
+    WORK_PHASES,
+)
 from service.validation import COUNT_MAX, FIELDS, ID_MAX, MAX_BODY_BYTES, NAME_MAX_CHARS
 from service.videos import VideoIdConverter
 
@@ -50,4 +57,6 @@ def test_health_lists_every_setting_value():
     assert health["store"]["enum"] == list(STORES)
     assert health["cache_backend"]["enum"] == list(CACHE_BACKENDS)
     assert health["cache_strategy"]["enum"] == list(CACHE_STRATEGIES)
+    assert health["cache_invalidation"]["enum"] == list(INVALIDATIONS)
+    assert health["cache_fill"]["enum"] == list(FILLS)
     assert health["work_phase"]["enum"] == list(WORK_PHASES)

@@ -173,6 +173,62 @@ def test_writes_are_committed_before_they_return(database):
     assert database.rows("SELECT name FROM videos WHERE id = 5") == []
 
 
+def test_a_transaction_commits_a_write_with_its_marks(store):
+    """What the invalidation strategies write: a video's version, bumped, and outbox rows,
+    read per video (the newest) and removed up to the one confirmed."""
+    assert (store.version(2), store.pending_invalidations()) == (0, {})
+    with store.transaction() as writes:
+        writes.put(2, VIDEO)
+        writes.bump_version(2)
+        first = writes.record_invalidation(2)
+    with store.transaction() as writes:
+        assert writes.delete(2) is True
+        writes.bump_version(2)
+        second = writes.record_invalidation(2)
+    with store.transaction() as writes:
+        assert writes.delete(3) is False
+        third = writes.record_invalidation(3)
+    assert store.get(2) is None
+    assert (store.version(2), store.version(3)) == (2, 0)
+    assert first < second
+    assert store.pending_invalidations() == {2: second, 3: third}
+    assert store.pending_invalidations(2) == {2: second}
+    store.confirm_invalidations(2, first)
+    assert store.pending_invalidations(2) == {2: second}
+    store.confirm_invalidations(2, second)
+    assert store.pending_invalidations() == {3: third}
+
+
+def test_an_outbox_number_is_never_given_twice(store):
+    """Confirming up to a number must never remove a later write's row that reused it."""
+    with store.transaction() as writes:
+        first = writes.record_invalidation(2)
+    store.confirm_invalidations(2, first)
+    with store.transaction() as writes:
+        assert writes.record_invalidation(2) > first
+
+
+def marked_write(store, video_id, fail=False):
+    """A write with both marks, as the invalidation strategies make it; failing before the
+    commit if asked."""
+    with store.transaction() as writes:
+        writes.put(video_id, VIDEO)
+        writes.bump_version(video_id)
+        writes.record_invalidation(video_id)
+        if fail:
+            raise RuntimeError("failed before the commit")
+
+
+def test_a_transaction_that_raises_writes_nothing(database):
+    store = database.store()
+    with pytest.raises(RuntimeError, match="before the commit"):
+        marked_write(store, 2, fail=True)
+    assert (store.get(2), store.version(2), store.pending_invalidations()) == (None, 0, {})
+    with store.transaction() as writes:
+        writes.put(2, VIDEO)
+    assert store.get(2) == VIDEO
+
+
 def _open(open_store, start, queue):
     start.wait()
     store = open_store()
@@ -198,7 +254,10 @@ def test_locked_store_is_an_error_not_a_hang(database):
     store = database.store(busy_timeout_ms=50)
     with database.locked(), pytest.raises(StoreError, match=database.lock_error):
         store.put(1, VIDEO)
+    with database.locked(), pytest.raises(StoreError, match=database.lock_error):
+        marked_write(store, 1)
     store.put(1, VIDEO)
+    assert store.version(1) == 0
 
 
 def test_store_error_is_503_json_and_logged(make_app, database, caplog):
