@@ -22,6 +22,7 @@ from locust.env import Environment
 from locust.web import WebUI
 
 from locust_cachebench import thresholds
+from locust_cachebench.history import FLUSH_EVERY_S
 from locust_cachebench.hits import format_table
 from locust_cachebench.options import Settings, SettingsError, add_options
 from locust_cachebench.record import record, write_json
@@ -82,6 +83,7 @@ class RunListeners:
     def __init__(self, run: LoadRun) -> None:
         self.run = run
         self.verdicts: list[thresholds.Verdict] = []  # judged at `quitting`, recorded at `quit`
+        self.flusher: gevent.Greenlet | None = None
 
     def attach(self, web_ui: WebUI | None) -> None:
         """Register the listeners on the run's environment's events."""
@@ -111,6 +113,8 @@ class RunListeners:
         except (SettingsError, OSError) as exc:
             self.abort(f"cannot start the load test: {exc}")
             return
+        if self.flusher is None:
+            self.flusher = gevent.spawn(self.flush_every_second)
         run.deleted.clear()
         run.hits.reset()
         if not run.is_worker:
@@ -124,6 +128,13 @@ class RunListeners:
             # The measured period starts now, not when seeding began.
             run.environment.stats.reset_all()
         run.cpu.start()
+
+    def flush_every_second(self) -> None:
+        # A process killed mid-run (SIGKILL, the OOM killer) loses only the rows recorded
+        # since the last write: at most FLUSH_EVERY_S of them.
+        while True:
+            gevent.sleep(FLUSH_EVERY_S)
+            self.run.history.flush()
 
     def on_test_stopping(self, **_kwargs: object) -> None:
         self.run.t_stop_ns = time.time_ns()
@@ -149,6 +160,8 @@ class RunListeners:
             # A master's stop waits for its workers to stop, which flushes their histories
             # before the thresholds below judge them.
             runner.stop()
+        if self.flusher is not None:
+            self.flusher.kill()
         run.history.close()
         if run.is_worker:
             return

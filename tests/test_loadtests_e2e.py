@@ -1,6 +1,7 @@
 """The scenarios end to end: `locust -f loadtests/` as a real subprocess against the service
 under gunicorn (2 workers), judged by its exit code, history files and locust-run.json."""
 
+import csv
 import json
 import os
 import signal
@@ -348,3 +349,44 @@ def test_a_master_started_elsewhere_listens_on_loopback_only(locust, tmp_path):
         assert time.monotonic() < deadline, output.read_text()
         time.sleep(0.1)
     assert {ip for ip, _ in listening} == {"127.0.0.1"}, listening
+
+
+def wait_for(condition, process, output, timeout=60):
+    """Wait until `condition()` holds, failing if `process` exits or nothing happens in time."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, output.read_text()
+        assert time.monotonic() < deadline, output.read_text()
+        time.sleep(0.05)
+
+
+def completed_rows(path):
+    """The t_complete_ns of every whole row of a history file that a kill may have cut."""
+    with path.open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    whole = [row for row in rows if None not in row.values() and row["worker"]]
+    return [int(row["t_complete_ns"]) for row in whole if not row["worker"].endswith("-seed")]
+
+
+def test_a_killed_process_loses_at_most_the_last_second(serve, locust, tmp_path):
+    """Fewer rows than a batch: without the timer, nothing of the load would be on disk."""
+    history = tmp_path / "history"
+    process, output = locust(
+        *("-f", "loadtests/read_heavy.py"),
+        *headless(serve(CACHE_BACKEND="simple", VIDEOS_WORK_MS=WORK_MS), history, "-u", "2"),
+    )
+
+    def tables():
+        return output.read_text().count(" Aggregated ")
+
+    # Locust prints its stats every 2 s; the first table with a request marks a moment of
+    # the load, and the kill comes two tables (4 s of Locust's clock) later: by then the
+    # history must hold rows completed after the mark, whatever the number of requests.
+    wait_for(lambda: "/videos/[id]" in output.read_text(), process, output)
+    marked_ns, seen = time.time_ns(), tables()
+    wait_for(lambda: tables() >= seen + 2, process, output)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+
+    (path,) = history_files(history)
+    assert any(t > marked_ns for t in completed_rows(path))
