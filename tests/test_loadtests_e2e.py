@@ -491,3 +491,27 @@ def test_a_worker_killed_mid_run_makes_the_run_incomplete(serve, locust, tmp_pat
         f"cachebench check: {history}: the history is incomplete, no figures from part of the "
         f"load: {lost.name} missing (the worker disappeared without sending it)"
     ]
+
+
+def test_ctrl_c_on_every_process_keeps_every_history(serve, locust, tmp_path):
+    """As a terminal's Ctrl-C reaches a master and workers started from it: each worker
+    stops and sends its history on its own, and waits until the master has it."""
+    history, own = tmp_path / "history", [tmp_path / "worker-1", tmp_path / "worker-2"]
+    host = serve(CACHE_BACKEND="simple", VIDEOS_WORK_MS=WORK_MS)
+    master, output, workers = distributed(locust, host, history, own, "--max-failure-rate", "1")
+
+    def loading(directory):
+        return any(len(p.read_text().splitlines()) > 1 for p in history_files(directory))
+
+    wait_for(lambda: loading(own[0]) and loading(own[1]), master, output)
+    for process in (master, *workers):
+        os.kill(process.pid, signal.SIGINT)
+    assert master.wait(timeout=120) == 0, output.read_text()
+    assert [worker.wait(timeout=60) for worker in workers] == [0, 0]
+
+    run = run_file(history)
+    assert run["incomplete"] is None
+    for directory in own:
+        (path,) = history_files(directory)
+        assert (history / path.name).read_bytes() == path.read_bytes()
+    assert check_run(history)[0] == 0
