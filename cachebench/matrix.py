@@ -90,6 +90,8 @@ class Options:
     keys: int = 100
     key_dist: str = "zipf"
     zipf_s: float = 1.0
+    # How far apart the load generators' clocks may be (reports/checker.py); one machine: 0.
+    clock_skew_ms: float = 0.0
     host: str | None = None
     allow_remote: bool = False
     out: Path = field(default_factory=lambda: Path("reports/runs") / time.strftime("%Y%m%d-%H%M%S"))
@@ -132,6 +134,8 @@ def validate(options: Options) -> Options:
             raise OptionsError(f"--{name} must be at least 1")
     if not (options.duration_s > 0 and options.warmup_s >= 0):
         raise OptionsError("--duration must be positive and --warmup not negative")
+    if not 0 <= options.clock_skew_ms < math.inf:
+        raise OptionsError("--clock-skew-ms must be a number of milliseconds >= 0")
     if options.duration_s + options.warmup_s > MAX_RUN_S:
         raise OptionsError(
             f"--duration plus --warmup must be at most {MAX_RUN_S:,} s (a week) per run"
@@ -424,7 +428,13 @@ def summarize(run: Run, options: Options, run_dir: Path, conditions: dict) -> di
     info = json.loads((run_dir / RUN_FILE).read_text())
     history = read_history(run_dir)
     window = run_window(run_dir, options.warmup_s, options.duration_s)
-    run_figures = figures(history, read_final_reads(run_dir), start_ns=window[0], end_ns=window[1])
+    run_figures = figures(
+        history,
+        read_final_reads(run_dir),
+        start_ns=window[0],
+        end_ns=window[1],
+        clock_skew_ms=options.clock_skew_ms,
+    )
     # Each Locust process's CPU over its measured load, as it measured it (no start-up).
     cpu = [p for p in info.get("cpu_percent", {}).values() if p is not None]
     row = {
