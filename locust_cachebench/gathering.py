@@ -35,7 +35,7 @@ RECEIVED = "cachebench_history_received"  # master -> worker: the file is whole 
 SILENCE_S = 10.0
 
 
-class WorkerSide:
+class HistorySender:
     """What a worker does to get its history to the master."""
 
     def __init__(self, run: LoadRun) -> None:
@@ -95,7 +95,7 @@ class WorkerSide:
         self.received.set()
 
 
-class MasterSide:
+class HistoryGatherer:
     """What a master does to get its workers' histories into its --history-dir."""
 
     def __init__(self, run: LoadRun, changed: Callable[[], None]) -> None:

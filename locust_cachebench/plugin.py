@@ -23,7 +23,7 @@ from locust.env import Environment
 from locust.web import WebUI
 
 from locust_cachebench import thresholds
-from locust_cachebench.gathering import MasterSide, WorkerSide
+from locust_cachebench.gathering import HistoryGatherer, HistorySender
 from locust_cachebench.history import FLUSH_EVERY_S
 from locust_cachebench.hits import format_table
 from locust_cachebench.options import Settings, SettingsError, add_options
@@ -87,8 +87,8 @@ class RunListeners:
         self.verdicts: list[thresholds.Verdict] = []  # judged at `quitting`, recorded at `quit`
         self.flusher: gevent.Greenlet | None = None
         self.quitting = False
-        self.worker = WorkerSide(run) if run.is_worker else None
-        self.master = MasterSide(run, self.write_record) if run.is_master else None
+        self.sender = HistorySender(run) if run.is_worker else None
+        self.gatherer = HistoryGatherer(run, self.write_record) if run.is_master else None
 
     def attach(self, web_ui: WebUI | None) -> None:
         """Register the listeners on the run's environment's events."""
@@ -101,12 +101,12 @@ class RunListeners:
         ev.reset_stats.add_listener(run.hits.reset)
         ev.quitting.add_listener(self.on_quitting)
         ev.quit.add_listener(self.on_quit)
-        if self.worker is not None:
+        if self.sender is not None:
             ev.report_to_master.add_listener(self.on_report_to_master)
-            self.worker.attach()
-        elif self.master is not None:
+            self.sender.attach()
+        elif self.gatherer is not None:
             ev.worker_report.add_listener(self.on_worker_report)
-            self.master.attach()
+            self.gatherer.attach()
         if web_ui is not None:
             extend_web_ui(web_ui, run.hits)
 
@@ -122,8 +122,8 @@ class RunListeners:
             return
         if self.flusher is None:
             self.flusher = gevent.spawn(self.flush_every_second)
-        if self.worker is not None:
-            self.worker.announce()
+        if self.sender is not None:
+            self.sender.announce()
         elif run.histories is not None:
             self.write_record()  # what a killed run leaves: the files it had, none complete
         run.deleted.clear()
@@ -153,10 +153,10 @@ class RunListeners:
     def on_test_stop(self, **_kwargs: object) -> None:
         self.run.history.flush()
         self.run.cpu.stop()
-        if self.worker is not None:
-            self.worker.send()
-        elif self.master is not None:
-            self.master.request()
+        if self.sender is not None:
+            self.sender.send()
+        elif self.gatherer is not None:
+            self.gatherer.request()
 
     def on_report_to_master(self, client_id: str, data: dict, **_kwargs: object) -> None:
         data["cachebench"] = self.run.report()
@@ -180,12 +180,12 @@ class RunListeners:
         if self.flusher is not None:
             self.flusher.kill()
         run.history.close()
-        if self.worker is not None:
-            self.worker.wait_for_receipt()
+        if self.sender is not None:
+            self.sender.wait_for_receipt()
             return
         if run.histories is not None:
-            if self.master is not None:
-                self.master.wait()
+            if self.gatherer is not None:
+                self.gatherer.wait()
             run.histories.closed_own(run.history.path.name, run.history.rows_written)
             run.incomplete = run.histories.incomplete()
             if run.incomplete is not None:
