@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import NoReturn, TextIO
@@ -72,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="leave out of the figures the operations invoked in the history's first SECONDS "
         "(their writes still judge the reads after them; default: 0)",
+    )
+    check_parser.add_argument(
+        "--clock-skew-ms",
+        type=_milliseconds,
+        default=0.0,
+        metavar="MS",
+        help="how far apart the clocks of the machines that wrote the history may be: times "
+        "closer than MS are concurrent, and a read is stale only by more than MS (default: 0, "
+        "one machine)",
     )
     check_parser.set_defaults(command=cmd_check)
     _add_run(commands)
@@ -147,6 +156,13 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         help=f"CACHE_DEFAULT_TIMEOUT s (default: {defaults.cache_timeout_s})",
     )
     add(
+        "--clock-skew-ms",
+        type=_milliseconds,
+        metavar="MS",
+        help="clocks of the load generators up to MS apart: a read is stale only by more "
+        f"(default: {defaults.clock_skew_ms:g}, one machine)",
+    )
+    add(
         "--keys",
         type=_numbers,
         metavar="LIST",
@@ -205,7 +221,7 @@ def options_from(args: argparse.Namespace) -> Options:
 
 def cmd_check(args: argparse.Namespace) -> int:
     try:
-        result = check(args.history_dir, warmup_s=args.warmup)
+        result = check(args.history_dir, warmup_s=args.warmup, clock_skew_ms=args.clock_skew_ms)
     except (HistoryError, OSError) as exc:
         print(f"cachebench check: {exc}", file=sys.stderr)
         return 2
@@ -318,14 +334,23 @@ def _numbers(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"not a comma list of whole numbers: {text!r}") from None
 
 
-def _seconds(text: str) -> float:
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not 0 <= seconds < math.inf:
-        raise argparse.ArgumentTypeError(f"not a number of seconds >= 0: {text!r}")
-    return seconds
+def _amount(unit: str) -> Callable[[str], float]:
+    """A parser of a finite number of `unit` >= 0."""
+
+    def parse(text: str) -> float:
+        try:
+            amount = float(text)
+        except ValueError:
+            amount = math.nan
+        if not 0 <= amount < math.inf:
+            raise argparse.ArgumentTypeError(f"not a number of {unit} >= 0: {text!r}")
+        return amount
+
+    return parse
+
+
+_seconds = _amount("seconds")
+_milliseconds = _amount("milliseconds")
 
 
 if __name__ == "__main__":

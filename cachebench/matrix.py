@@ -113,6 +113,8 @@ class Options:
     # Each a count of entries or a share of the keyspace ("10%"); none: unbounded caches.
     capacities: tuple[str, ...] = ()
     eviction_policies: tuple[str, ...] = ()  # Redis's maxmemory-policy, with a capacity
+    # How far apart the load generators' clocks may be (reports/checker.py); one machine: 0.
+    clock_skew_ms: float = 0.0
     host: str | None = None
     allow_remote: bool = False
     out: Path = field(default_factory=lambda: Path("reports/runs") / time.strftime("%Y%m%d-%H%M%S"))
@@ -171,6 +173,8 @@ def validate(options: Options) -> Options:
             raise OptionsError(f"--{name} must be at least 1")
     if not (options.duration_s > 0 and options.warmup_s >= 0):
         raise OptionsError("--duration must be positive and --warmup not negative")
+    if not 0 <= options.clock_skew_ms < math.inf:
+        raise OptionsError("--clock-skew-ms must be a number of milliseconds >= 0")
     if options.duration_s + options.warmup_s > MAX_RUN_S:
         raise OptionsError(
             f"--duration plus --warmup must be at most {MAX_RUN_S:,} s (a week) per run"
@@ -533,6 +537,7 @@ def summarize(run: Run, options: Options, run_dir: Path, conditions: dict) -> di
         start_ns=window[0],
         end_ns=window[1],
         unsent_arrivals=unsent_arrivals(info),
+        clock_skew_ms=options.clock_skew_ms,
     )
     # Each Locust process's CPU over its measured load, as it measured it (no start-up).
     cpu = [p for p in info.get("cpu_percent", {}).values() if p is not None]

@@ -2,7 +2,9 @@
 every write recognisable in it.
 
 One file per Locust process, `history-<process id>.csv`. Rows are buffered in memory and
-written in batches, so that recording costs a list append per request, not a write.
+written in batches, so that recording costs a list append per request, not a write: when
+FLUSH_EVERY_ROWS are waiting, and every FLUSH_EVERY_S by a timer of the plugin's (this module
+knows nothing of gevent), so that a process killed mid-run loses at most the last second.
 """
 
 import csv
@@ -16,6 +18,8 @@ from reports.history_format import FILE_PATTERN, WRITTEN_COLUMNS
 
 # Rows kept in memory before a write: about a megabyte, a few seconds of a busy process.
 FLUSH_EVERY_ROWS = 10_000
+# Seconds between two writes of whatever is waiting, however little (locust_cachebench/plugin.py).
+FLUSH_EVERY_S = 1.0
 
 _process_ids: dict[int, str] = {}
 

@@ -2,8 +2,9 @@
 
 On `init`, each environment gets its run (locust_cachebench/run.py), hung on it as
 `environment.cachebench`, and the listeners below on its own events: seeding when a test starts,
-the workers' reports to the master, the thresholds when Locust quits (the exit code), the hit
-rate table and locust-run.json after Locust's summary, and the web UI's tab.
+the workers' reports and histories to the master (locust_cachebench/gathering.py), the
+thresholds when Locust quits (the exit code), the hit rate table and locust-run.json after
+Locust's summary, and the web UI's tab.
 
 Importing this module registers its `init_command_line_parser` and `init` listeners on Locust's
 events; every scenario imports it through locust_cachebench.users, and Python imports it once
@@ -22,6 +23,8 @@ from locust.env import Environment
 from locust.web import WebUI
 
 from locust_cachebench import thresholds
+from locust_cachebench.gathering import HistoryGatherer, HistorySender
+from locust_cachebench.history import FLUSH_EVERY_S
 from locust_cachebench.hits import format_table
 from locust_cachebench.options import Settings, SettingsError, add_options
 from locust_cachebench.record import record, write_json
@@ -82,6 +85,10 @@ class RunListeners:
     def __init__(self, run: LoadRun) -> None:
         self.run = run
         self.verdicts: list[thresholds.Verdict] = []  # judged at `quitting`, recorded at `quit`
+        self.flusher: gevent.Greenlet | None = None
+        self.quitting = False
+        self.sender = HistorySender(run) if run.is_worker else None
+        self.gatherer = HistoryGatherer(run, self.write_record) if run.is_master else None
 
     def attach(self, web_ui: WebUI | None) -> None:
         """Register the listeners on the run's environment's events."""
@@ -94,10 +101,12 @@ class RunListeners:
         ev.reset_stats.add_listener(run.hits.reset)
         ev.quitting.add_listener(self.on_quitting)
         ev.quit.add_listener(self.on_quit)
-        if run.is_worker:
+        if self.sender is not None:
             ev.report_to_master.add_listener(self.on_report_to_master)
-        elif run.is_master:
+            self.sender.attach()
+        elif self.gatherer is not None:
             ev.worker_report.add_listener(self.on_worker_report)
+            self.gatherer.attach()
         if web_ui is not None:
             extend_web_ui(web_ui, run.hits)
 
@@ -111,6 +120,12 @@ class RunListeners:
         except (SettingsError, OSError) as exc:
             self.abort(f"cannot start the load test: {exc}")
             return
+        if self.flusher is None:
+            self.flusher = gevent.spawn(self.flush_every_second)
+        if self.sender is not None:
+            self.sender.announce()
+        elif run.histories is not None:
+            self.write_record()  # what a killed run leaves: the files it had, none complete
         run.deleted.clear()
         run.hits.reset()
         run.arrivals = None  # the web UI may start a closed loop after an open one
@@ -131,6 +146,13 @@ class RunListeners:
             run.start_arrivals()
         run.cpu.start()
 
+    def flush_every_second(self) -> None:
+        # A process killed mid-run (SIGKILL, the OOM killer) loses only the rows recorded
+        # since the last write: at most FLUSH_EVERY_S of them.
+        while True:
+            gevent.sleep(FLUSH_EVERY_S)
+            self.run.history.flush()
+
     def on_test_stopping(self, **_kwargs: object) -> None:
         self.run.t_stop_ns = time.time_ns()
         self.run.stop_arrivals()
@@ -138,6 +160,10 @@ class RunListeners:
     def on_test_stop(self, **_kwargs: object) -> None:
         self.run.history.flush()
         self.run.cpu.stop()
+        if self.sender is not None:
+            self.sender.send()
+        elif self.gatherer is not None:
+            self.gatherer.request()
 
     def on_report_to_master(self, client_id: str, data: dict, **_kwargs: object) -> None:
         data["cachebench"] = self.run.report()
@@ -148,25 +174,40 @@ class RunListeners:
             self.run.add_worker_report(report)
 
     def on_quitting(self, environment: Environment, **_kwargs: object) -> None:
+        if self.quitting:
+            return  # Locust's SIGTERM handler shuts down, then its main greenlet again
+        self.quitting = True
         run = self.run
         runner = environment.runner
         if runner is not None:
             # On Ctrl-C or SIGTERM, Locust fires `quitting` with the users still running and
             # stops them only afterwards: stop them first, so that their last rows are kept.
-            # A master's stop waits for its workers to stop, which flushes their histories
-            # before the thresholds below judge them.
+            # A master's stop waits for its workers to stop and send their histories.
             runner.stop()
+        if self.flusher is not None:
+            self.flusher.kill()
         run.history.close()
-        if run.is_worker:
+        if self.sender is not None:
+            self.sender.wait_for_receipt()
             return
+        if run.histories is not None:
+            if self.gatherer is not None:
+                self.gatherer.wait()
+            run.histories.closed_own(run.history.path.name, run.history.rows_written)
+            run.incomplete = run.histories.incomplete()
+            if run.incomplete is not None:
+                log.error(f"incomplete run, no figures from part of the load: {run.incomplete}")
+            self.write_record()  # before the stale reads are judged from it
         if run.test_started and run.t_seeded_ns is None and run.error is None:
             # Stopped (-t, Ctrl-C) while seeding: there was no measured load.
             run.error = "stopped before seeding finished: nothing was measured"
             log.error(run.error)
         fail_ratio = environment.stats.total.fail_ratio
-        self.verdicts = thresholds.verdicts(run.settings, fail_ratio, run.t_seeded_ns)
+        self.verdicts = thresholds.verdicts(
+            run.settings, fail_ratio, run.t_seeded_ns, run.incomplete
+        )
         thresholds.log_verdicts(self.verdicts)
-        code = thresholds.exit_code(run.error, self.verdicts, run.settings)
+        code = thresholds.exit_code(run.error, self.verdicts, run.settings, run.incomplete)
         if code is not None:
             environment.process_exit_code = code
 
@@ -177,11 +218,15 @@ class RunListeners:
             return
         logging.getLogger("locust.stats_logger").info(format_table(run.hits.rows()) + "\n")
         if run.settings.history_dir is not None:
-            path = run.settings.history_dir / RUN_FILE
-            try:
-                write_json(path, record(run, self.verdicts, exit_code))
-            except OSError as exc:
-                log.error(f"could not write {path}: {exc}")
+            self.write_record(exit_code)
+
+    def write_record(self, exit_code: int | None = None) -> None:
+        """locust-run.json as the run stands (`exit_code` None until Locust quits)."""
+        path = self.run.settings.history_dir / RUN_FILE
+        try:
+            write_json(path, record(self.run, self.verdicts, exit_code))
+        except OSError as exc:
+            log.error(f"could not write {path}: {exc}")
 
     def abort(self, message: str) -> None:
         """Stop the test before it measures anything, with `message` and exit code 2."""

@@ -1,5 +1,5 @@
-"""`locust-run.json`: what the master (or the single process) says about the run when Locust
-quits (its fields: README's "The history")."""
+"""`locust-run.json`: what the master (or the single process) says about the run when the test
+starts, as its workers join, and when Locust quits (its fields: README's "The history")."""
 
 import json
 import os
@@ -17,8 +17,8 @@ from locust_cachebench.thresholds import Verdict
 from reports.redact import redact
 
 
-def record(run: LoadRun, verdicts: list[Verdict], exit_code: int) -> dict[str, Any]:
-    """What locust-run.json says about the run (see README)."""
+def record(run: LoadRun, verdicts: list[Verdict], exit_code: int | None) -> dict[str, Any]:
+    """What locust-run.json says about the run (see README); `exit_code` None while it runs."""
     environment = run.environment
     runner = environment.runner
     options = environment.parsed_options
@@ -50,6 +50,8 @@ def record(run: LoadRun, verdicts: list[Verdict], exit_code: int) -> dict[str, A
         "total_rps": stats.total_rps,
         "hit_rate": {row.pop("scenario"): row for row in run.hits.rows()},
         "history_files": run.history_files(),
+        "histories": run.histories.record() if run.histories is not None else {},
+        "incomplete": run.incomplete if run.histories is not None else None,
         "thresholds": [asdict(v) | {"passed": v.passed} for v in verdicts],
         "error": run.error,
         "exit_code": exit_code,

@@ -1,5 +1,6 @@
-"""What one Locust process knows of the run: its settings and key choice, its history file, hit
-counts and CPU meter, what its workers reported, and when seeding and stopping happened.
+"""What one Locust process knows of the run: its settings and key choice, its history file (and
+on a master, those of its workers), hit counts and CPU meter, what its workers reported, and
+when seeding and stopping happened.
 
 The `init` listener (locust_cachebench/plugin.py) makes one per environment and hangs it on the
 environment, `environment.cachebench`, where users and listeners read it.
@@ -19,6 +20,7 @@ from locust_cachebench.history import HistoryWriter, NoHistory, process_id
 from locust_cachebench.hits import HitCounter
 from locust_cachebench.keys import KeyChooser, key_chooser
 from locust_cachebench.options import Settings
+from locust_cachebench.transfer import Histories
 
 DEFAULT_HOST = "http://127.0.0.1:8000"  # where `tox -e serve` listens
 # Tutorial ids lie above the keyspace, one block of 2^32 per Locust worker.
@@ -35,8 +37,14 @@ class LoadRun:
         self.environment = environment
         self.rng = random.Random()
         self.configure(Settings.from_options(environment.parsed_options))
+        # A worker's own --history-dir (from its command line, or its master's under
+        # --processes): where it writes its file, whichever directory the master names.
+        self.own_history_dir = self.settings.history_dir
         self.process = process_id()
         self.history: HistoryWriter | NoHistory = NoHistory()
+        # On a master or a single process with a history: the files the run must have.
+        self.histories: Histories | None = None
+        self.incomplete: str | None = None  # why the run's history is not whole
         self.deleted: set[int] = set()  # ids this process deleted and has not PUT back yet
         self.hits = HitCounter()
         self.cpu = CpuMeter()
@@ -106,12 +114,21 @@ class LoadRun:
     # The history file and what the processes measured.
 
     def open_history(self) -> None:
+        """Open this process's history file, if the run keeps a history (the master's options
+        decide) and it is not open yet."""
         directory = self.settings.history_dir
-        if directory is not None and isinstance(self.history, NoHistory):
-            directory.mkdir(parents=True, exist_ok=True)
-            self.history = HistoryWriter(directory, self.process)
-            # For the exits that fire no `quitting` (run_single_user, an error in Locust).
-            atexit.register(self.history.close)
+        if directory is None or not isinstance(self.history, NoHistory):
+            return
+        if self.is_worker:
+            directory = self.own_history_dir or directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.history = HistoryWriter(directory, self.process)
+        # For the exits that fire no `quitting` (run_single_user, an error in Locust).
+        atexit.register(self.history.close)
+        if not self.is_worker:
+            self.histories = Histories(directory)
+            self.histories.expect_own(self.history.path.name, self.process)
+            self.incomplete = "the run has not finished"  # what a killed run's record says
 
     def history_file(self) -> str | None:
         path = getattr(self.history, "path", None)
@@ -139,8 +156,14 @@ class LoadRun:
             self.workers[report["process"]] = {k: v for k, v in report.items() if k != "hits"}
 
     def processes(self) -> int:
-        """The load-generating processes: this one, or the workers that took part in the test."""
-        return len(self.workers) if self.is_master else 1
+        """The load-generating processes: this one, or the workers that took part in the test
+        (as they reported, or announced their history: a worker may die before its report)."""
+        if not self.is_master:
+            return 1
+        took_part = set(self.workers)
+        if self.histories is not None:
+            took_part |= {f.process for f in self.histories.files.values() if f.sender}
+        return len(took_part)
 
     def cpu_percent(self) -> dict[str, float | None]:
         own = {self.process: self.cpu.percent}
@@ -153,7 +176,9 @@ class LoadRun:
         return combined([r for r in reports if r])
 
     def history_files(self) -> list[str]:
-        """This process's history file, then those its workers reported."""
+        """This process's history file, then those of its workers."""
         own = self.history_file()
-        workers = sorted(w["history_file"] for w in self.workers.values() if w["history_file"])
-        return ([own] if own else []) + workers
+        workers = {w["history_file"] for w in self.workers.values() if w["history_file"]}
+        if self.histories is not None:
+            workers |= set(self.histories.files)
+        return ([own] if own else []) + sorted(workers - {own})

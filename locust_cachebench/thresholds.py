@@ -2,7 +2,7 @@
 the exit code its outcome sets.
 
 As locust-plugins' checks do, a failed threshold exits with its own code, 3, apart from Locust's
-1 for failed requests; 2 is a run that measured nothing.
+1 for failed requests; 2 is a run that measured nothing, or whose history is incomplete.
 """
 
 import logging
@@ -57,13 +57,22 @@ def stale_rate(history_dir: Path | None, start_ns: int | None) -> float:
     return figures(history, start_ns=start_ns)["stale_rate"] or 0.0
 
 
-def verdicts(settings: Settings, fail_ratio: float, start_ns: int | None) -> list[Verdict]:
-    """The verdict of each threshold set; a value is measured only if its threshold is set."""
-    return [
-        Verdict(option, limit, measure())
-        for option, limit, measure in _thresholds(settings, fail_ratio, start_ns)
-        if limit is not None
-    ]
+def verdicts(
+    settings: Settings, fail_ratio: float, start_ns: int | None, incomplete: str | None = None
+) -> list[Verdict]:
+    """The verdict of each threshold set; a value is measured only if its threshold is set.
+
+    With an `incomplete` history, the stale reads are not judged: part of the load is missing.
+    """
+    found = []
+    for option, limit, measure in _thresholds(settings, fail_ratio, start_ns):
+        if limit is None:
+            continue
+        if incomplete is not None and option == "--max-stale-rate":
+            log.error(f"{option} {limit:g}: not judged, the history is incomplete")
+            continue
+        found.append(Verdict(option, limit, measure()))
+    return found
 
 
 def log_verdicts(verdicts: list[Verdict]) -> None:
@@ -75,10 +84,13 @@ def log_verdicts(verdicts: list[Verdict]) -> None:
         )
 
 
-def exit_code(error: str | None, verdicts: list[Verdict], settings: Settings) -> int | None:
+def exit_code(
+    error: str | None, verdicts: list[Verdict], settings: Settings, incomplete: str | None = None
+) -> int | None:
     """The exit code of a run's outcome; None leaves Locust's own rule (1 if a request failed)."""
-    if error is not None:
-        # Not 1, Locust's "some requests failed": this run measured nothing at all.
+    if error is not None or incomplete is not None:
+        # Not 1, Locust's "some requests failed": this run measured nothing at all, or its
+        # history lacks part of the load.
         return MEASURED_NOTHING
     if not all(v.passed for v in verdicts):
         return THRESHOLD_FAILED

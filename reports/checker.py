@@ -22,6 +22,14 @@ A name the harness writes (NAME_PATTERN) by a writer that is not in the history 
 by an earlier run against the same server (one that keeps its state, under --host): it is
 taken as part of the key's state before the history began, like INITIAL_VALUES, so a read
 of it is ok until a write of this history supersedes it, and stale after; never a phantom.
+
+Clocks: with a clock skew S (`skew_ns`: a bound on how far apart the clocks of the processes
+that wrote the history may be), every "before" and "after" above between two operations
+means "by more than S"; times closer than S are concurrent, which is judged in the read's
+favour. A write is superseded only by a write invoked more than S after it completed, a
+read may return any write invoked up to S after it completed, and a read is stale only when
+the supersession came more than S before its invocation. Its staleness age is still the
+invocation minus the supersession, as the clocks say it.
 """
 
 import numpy as np
@@ -37,18 +45,21 @@ BEFORE_ALL = np.iinfo(np.int64).min  # when the initial state was written
 NEVER = np.iinfo(np.int64).max  # when a write no later write supersedes is superseded
 
 
-def classify_reads(history: pd.DataFrame) -> pd.DataFrame:
-    """Every GET of `history` (a read_history frame), judged against the whole history.
+def classify_reads(history: pd.DataFrame, skew_ns: int = 0) -> pd.DataFrame:
+    """Every GET of `history` (a read_history frame), judged against the whole history, with
+    clocks that may be `skew_ns` apart (see the module's docstring).
 
     Returns the GET rows, with their index in `history`, and three more columns: `verdict`
     (categorical, one of VERDICTS), `staleness_ns` (Int64: the staleness age of a stale
     read, NA for any other) and `earlier_run` (it returned a name an earlier run wrote).
     """
     gets = history[history["op"] == "get"]
-    latest, found, explained = _latest_supersession(history, gets, gets["t_complete_ns"])
+    latest, found, explained = _latest_supersession(
+        history, gets, gets["t_complete_ns"] + skew_ns, skew_ns
+    )
     t_invoke = gets["t_invoke_ns"].to_numpy()
     judged = _judged(gets)
-    stale = judged & found & (latest < t_invoke)
+    stale = judged & found & (latest < t_invoke - skew_ns)
     verdict = np.full(len(gets), "ok", dtype=object)
     verdict[stale] = "stale"
     verdict[~found] = "future"
@@ -63,14 +74,17 @@ def classify_reads(history: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def classify_final_reads(history: pd.DataFrame, final_reads: pd.DataFrame) -> pd.DataFrame:
-    """Each final read (read_final_reads) judged as a read after every operation of `history`.
+def classify_final_reads(
+    history: pd.DataFrame, final_reads: pd.DataFrame, skew_ns: int = 0
+) -> pd.DataFrame:
+    """Each final read (read_final_reads) judged as a read after every operation of `history`,
+    whose clocks may be `skew_ns` apart.
 
     Returns `final_reads` with a `verdict` column (categorical, one of FINAL_VERDICTS): `lost`
     when the write it returned was superseded, so that a later write was lost.
     """
     after_everything = pd.Series(NEVER, index=final_reads.index)
-    latest, _, explained = _latest_supersession(history, final_reads, after_everything)
+    latest, _, explained = _latest_supersession(history, final_reads, after_everything, skew_ns)
     verdict = np.full(len(final_reads), "ok", dtype=object)
     verdict[latest < NEVER] = "lost"
     verdict[~explained] = "phantom"
@@ -84,12 +98,13 @@ def _judged(reads: pd.DataFrame) -> np.ndarray:
 
 
 def _latest_supersession(
-    history: pd.DataFrame, reads: pd.DataFrame, t_complete: pd.Series
+    history: pd.DataFrame, reads: pd.DataFrame, t_complete: pd.Series, skew_ns: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each read, the latest supersession among the writes it could have returned.
 
     Those are the writes on its key of the value it returned (see the module's docstring)
-    that were invoked by its `t_complete`. Returns three arrays aligned with `reads`:
+    that were invoked by its `t_complete` (the skew already added: the latest invocation
+    that may still precede it). Returns three arrays aligned with `reads`:
     latest (NEVER where no such write was superseded), found (there is such a write) and
     explained (some write on its key wrote its value, whenever it was invoked).
     """
@@ -102,7 +117,7 @@ def _latest_supersession(
         {
             "pair": write_pairs,
             "t_invoke_ns": writes["t_invoke_ns"].to_numpy(),
-            "latest": _superseded_at(writes),
+            "latest": _superseded_at(writes, skew_ns),
         }
     ).sort_values(["pair", "t_invoke_ns"], kind="stable")
     candidates["latest"] = candidates.groupby("pair", sort=False)["latest"].cummax()
@@ -175,9 +190,9 @@ def _writes(history: pd.DataFrame, reads: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([initial, writes], ignore_index=True)
 
 
-def _superseded_at(writes: pd.DataFrame) -> np.ndarray:
+def _superseded_at(writes: pd.DataFrame, skew_ns: int) -> np.ndarray:
     """When each write was superseded: the earliest completion of a definite write on its key
-    invoked after it was done (NEVER if there is none)."""
+    invoked more than `skew_ns` after it was done (NEVER if there is none)."""
     # The initial state supersedes nothing: nothing was done before it.
     definite = writes.loc[writes["definite"] & (writes["t_invoke_ns"] > BEFORE_ALL)]
     definite = definite.sort_values(["key", "t_invoke_ns"], kind="stable")
@@ -190,10 +205,12 @@ def _superseded_at(writes: pd.DataFrame) -> np.ndarray:
         .iloc[::-1]
         .astype("Int64")
     )
+    done = writes["done_ns"].to_numpy(np.int64)
     lookup = pd.DataFrame(
         {
             "key": writes["key"].to_numpy(),
-            "done_ns": writes["done_ns"].to_numpy(),
+            # NEVER stays NEVER: a write that may yet take effect is never superseded.
+            "done_ns": np.where(done > NEVER - skew_ns, NEVER, done + skew_ns),
             "position": np.arange(len(writes)),
         }
     ).sort_values("done_ns", kind="stable")

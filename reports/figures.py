@@ -30,19 +30,23 @@ def figures(
     start_ns: int | None = None,
     end_ns: int | None = None,
     unsent_arrivals: int = 0,
+    clock_skew_ms: float = 0.0,
 ) -> Figures:
     """The figures of a run (see the README, "Checking a history", for each one).
 
     `history` as read_history returns it; `final_reads` as read_final_reads does (None: the
     run made none, and the lost-write figures are None). The window is `window_mask`'s;
-    either bound may be left open. `unsent_arrivals`: an open loop's arrivals that were
-    never sent (see unsent_arrivals), offered in the window but in no history. A figure that
+    either bound may be left open. `clock_skew_ms` bounds how far apart the clocks of the
+    history's processes may be (reports/checker.py), and is a figure itself.
+    `unsent_arrivals`: an open loop's arrivals that were never sent (see unsent_arrivals),
+    offered in the window but in no history. A figure that
     has nothing to be computed from (a rate without operations, a percentile without
     samples) is None.
     """
+    skew_ns = round(clock_skew_ms * 1e6)
     in_window = window_mask(history, start_ns, end_ns)
     ops = history[in_window]
-    reads = classify_reads(history)
+    reads = classify_reads(history, skew_ns)
     reads = reads[in_window[reads.index]]
     verdicts = reads["verdict"].value_counts()
 
@@ -84,7 +88,8 @@ def figures(
         "phantoms": int(verdicts["phantom"]),
         "future_reads": int(verdicts["future"]),
         "earlier_run_reads": int(reads["earlier_run"].sum()),
-        **_lost_writes(history, final_reads),
+        "clock_skew_ms": clock_skew_ms,
+        **_lost_writes(history, final_reads, skew_ns),
     }
     latency_ms = (answered["t_complete_ns"] - answered["t_invoke_ns"]) / 1e6
     # From when it was due: what the user of an open loop waits, the send lag included.
@@ -121,8 +126,9 @@ def window_mask(history: pd.DataFrame, start_ns: int | None, end_ns: int | None)
     return in_window
 
 
-def check(directory: Path, *, warmup_s: float = 0.0) -> Figures:
-    """The figures of the run in `directory`, its first `warmup_s` seconds left out.
+def check(directory: Path, *, warmup_s: float = 0.0, clock_skew_ms: float = 0.0) -> Figures:
+    """The figures of the run in `directory`, its first `warmup_s` seconds left out, its
+    processes' clocks up to `clock_skew_ms` apart.
 
     With the run's RUN_FILE, the window is its measured load (run_window): the warm-up counts
     from the end of seeding, and the window ends when the load was stopped. Without it, the
@@ -139,7 +145,14 @@ def check(directory: Path, *, warmup_s: float = 0.0) -> Figures:
     else:
         start_ns, end_ns = int(history["t_invoke_ns"].iloc[0]) + round(warmup_s * 1e9), None
     final_reads = read_final_reads(directory)
-    return figures(history, final_reads, start_ns=start_ns, end_ns=end_ns, unsent_arrivals=unsent)
+    return figures(
+        history,
+        final_reads,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        unsent_arrivals=unsent,
+        clock_skew_ms=clock_skew_ms,
+    )
 
 
 def unsent_arrivals(run: Mapping[str, object]) -> int:
@@ -175,10 +188,10 @@ def _format(name: str, value: float | None) -> str:
     return f"{value:,}"
 
 
-def _lost_writes(history: pd.DataFrame, final_reads: pd.DataFrame | None) -> Figures:
+def _lost_writes(history: pd.DataFrame, final_reads: pd.DataFrame | None, skew_ns: int) -> Figures:
     if final_reads is None:
         return {"final_reads": None, "lost_writes": None}
-    verdicts = classify_final_reads(history, final_reads)["verdict"].value_counts()
+    verdicts = classify_final_reads(history, final_reads, skew_ns)["verdict"].value_counts()
     return {
         "final_reads": len(final_reads) - int(verdicts["unjudged"]),
         "lost_writes": int(verdicts["lost"] + verdicts["phantom"]),

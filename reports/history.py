@@ -1,6 +1,7 @@
 """Reading histories (format: reports/history_format.py) into pandas for checking."""
 
 import json
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pandas as pd
@@ -25,13 +26,50 @@ def history_files(directory: Path) -> list[Path]:
 
 
 def read_history(directory: Path) -> pd.DataFrame:
-    """Every operation in `directory`'s history files, in one frame sorted by t_invoke_ns."""
+    """Every operation in `directory`'s history files, in one frame sorted by t_invoke_ns.
+
+    When the directory holds its run's RUN_FILE, every file the run record lists must be
+    there whole (see `expected_histories`): else a HistoryError names what is missing, since
+    figures from part of the load are not the run's.
+    """
     if not Path(directory).is_dir():
         raise HistoryError(f"{directory} is not a directory")
+    expected = expected_histories(directory)
+    _refuse_incomplete(directory, [_unfinished(directory, n, a) for n, a in expected.items()])
     files = history_files(directory)
     if not files:
         raise HistoryError(f"no {FILE_PATTERN} files in {directory}")
-    return to_history(pd.concat([_read_csv(path) for path in files], ignore_index=True), directory)
+    frames = {path.name: _read_csv(path) for path in files}
+    _refuse_incomplete(
+        directory,
+        [
+            f"{name} truncated: {len(frames[name])} rows of the {about['rows']} its writer reported"
+            for name, about in expected.items()
+            if len(frames[name]) != about["rows"]
+        ],
+    )
+    return to_history(pd.concat(frames.values(), ignore_index=True), directory)
+
+
+def expected_histories(directory: Path) -> dict[str, dict]:
+    """The history files of the run in `directory` as its RUN_FILE lists them (`histories`):
+    each with `rows`, as many as its writer reported when it was done (None: never reported),
+    and `problem`, what the run knows of why it is not. Empty for a directory without a run
+    record, or with one from before run records listed their files."""
+    path = Path(directory) / RUN_FILE
+    if not path.exists():
+        return {}
+    histories = _run_record(path).get("histories", {})
+    valid = isinstance(histories, dict) and all(
+        fnmatch(name, FILE_PATTERN)
+        and Path(name).name == name
+        and isinstance(about, dict)
+        and (about.get("rows") is None or type(about.get("rows")) is int)
+        for name, about in histories.items()
+    )
+    if not valid:
+        raise HistoryError(f"{path}: `histories` is not a map of history files to their rows")
+    return histories
 
 
 def read_final_reads(directory: Path) -> pd.DataFrame | None:
@@ -54,12 +92,7 @@ def run_window(
     Raises HistoryError when the run has no RUN_FILE or measured nothing.
     """
     path = Path(directory) / RUN_FILE
-    try:
-        run = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise HistoryError(f"cannot read {path}: {exc}") from None
-    if not isinstance(run, dict):
-        raise HistoryError(f"{path} is not a run record: a JSON object was expected")
+    run = _run_record(path)
     times = [run.get(name) for name in ("t_seeded_ns", "t_stop_ns")]
     if None in times:
         raise HistoryError(f"{directory}: the run stopped before it measured anything")
@@ -103,6 +136,35 @@ def to_history(frame: pd.DataFrame, source: object = "the history") -> pd.DataFr
         raise HistoryError(f"{source}: an op other than {', '.join(OPS)}")
     history["op"] = pd.Categorical(history["op"], categories=OPS)
     return history.sort_values("t_invoke_ns", kind="stable", ignore_index=True)
+
+
+def _run_record(path: Path) -> dict:
+    try:
+        run = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise HistoryError(f"cannot read {path}: {exc}") from None
+    if not isinstance(run, dict):
+        raise HistoryError(f"{path} is not a run record: a JSON object was expected")
+    return run
+
+
+def _unfinished(directory: Path, name: str, about: dict) -> str | None:
+    """What is wrong with the listed history file `name` before it is read, if anything."""
+    why = f" ({about['problem']})" if about.get("problem") else ""
+    if not (Path(directory) / name).exists():
+        return f"{name} missing{why}"
+    if about.get("rows") is None:
+        return f"{name} truncated: its writer never reported it done{why}"
+    return None
+
+
+def _refuse_incomplete(directory: Path, problems: list[str | None]) -> None:
+    problems = [p for p in problems if p is not None]
+    if problems:
+        raise HistoryError(
+            f"{directory}: the history is incomplete, no figures from part of the load: "
+            + "; ".join(problems)
+        )
 
 
 def _read_csv(path: Path) -> pd.DataFrame:

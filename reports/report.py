@@ -303,6 +303,9 @@ def build_sections(
         "over repeats (max: the largest); a CV of throughput of 10 % or more is flagged ⚠. "
         "Load generator and server share the machine's cores: quote ratios within this run "
         "rather than absolute numbers.",
+        f"Clock skew allowed: {options['clock_skew_ms']:g} ms: a read counts as stale "
+        "only when stale by more than that, times closer than that being concurrent "
+        "(`--clock-skew-ms`; 0 when every load generator reads one machine's clock).",
     ])]  # fmt: skip
     if cell_table.empty:
         sections.append(Section("Results", ["No run finished with figures that can be quoted."]))

@@ -26,9 +26,9 @@ def history(*ops: dict) -> pd.DataFrame:
     return to_history(pd.DataFrame(list(ops), columns=WRITTEN_COLUMNS))
 
 
-def verdicts(frame: pd.DataFrame) -> list[tuple[str, int | None]]:
+def verdicts(frame: pd.DataFrame, skew_ns: int = 0) -> list[tuple[str, int | None]]:
     """(verdict, staleness age) of each GET of `frame`, in order of invocation."""
-    reads = classify_reads(frame)
+    reads = classify_reads(frame, skew_ns)
     ages = [None if pd.isna(age) else int(age) for age in reads["staleness_ns"]]
     return list(zip(reads["verdict"].astype(str), ages, strict=True))
 

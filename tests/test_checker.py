@@ -331,3 +331,31 @@ def test_a_final_read_of_a_name_an_earlier_run_wrote_is_a_lost_write_once_supers
     h = history(put(2, "A", 20, 30))
     final = history(get(2, EARLIER, 100, 110), get(3, EARLIER, 100, 110))
     assert list(classify_final_reads(h, final)["verdict"].astype(str)) == ["lost", "ok"]
+
+
+# Clocks that may be `skew` apart: "before" means "before by more than the skew".
+
+
+def test_a_read_stale_by_less_than_the_skew_is_ok():
+    h = history(put(2, "A", 0, 10), put(2, "B", 40, 50), get(2, "A", 70, 80))
+    assert verdicts(h, skew_ns=19) == [stale(70 - 50)]  # its age as the clocks say
+    assert verdicts(h, skew_ns=20) == [OK]
+
+
+def test_a_write_invoked_within_the_skew_of_anothers_completion_does_not_supersede_it():
+    h = history(put(2, "A", 0, 10), put(2, "B", 15, 20), get(2, "A", 100, 110))
+    assert verdicts(h, skew_ns=4) == [stale(100 - 20)]
+    assert verdicts(h, skew_ns=5) == [OK]
+
+
+def test_a_read_of_a_write_invoked_within_the_skew_after_it_is_not_a_future_read():
+    h = history(get(2, "A", 0, 10), put(2, "A", 15, 20))
+    assert verdicts(h, skew_ns=4) == [FUTURE]
+    assert verdicts(h, skew_ns=5) == [OK]
+
+
+def test_a_lost_write_is_lost_whatever_the_skew_once_it_was_superseded():
+    h = history(put(2, "A", 0, 10), put(2, "B", 20, 30))
+    final = history(get(2, "A", 100, 101))
+    assert list(classify_final_reads(h, final, skew_ns=9)["verdict"]) == ["lost"]
+    assert list(classify_final_reads(h, final, skew_ns=10)["verdict"]) == ["ok"]

@@ -51,6 +51,15 @@ def test_check_leaves_out_the_warm_up(run_dir, capsys):
     assert result["stale_reads"] == 1  # judged by B, written during the warm-up
 
 
+@pytest.mark.parametrize(("skew_ms", "stale_reads"), [("5", 1), ("10", 0)])
+def test_check_allows_the_clock_skew_it_is_told(run_dir, capsys, skew_ms, stale_reads):
+    # B, invoked 8 ms after A completed, supersedes it only on clocks less than 8 ms apart.
+    assert main(["check", str(run_dir), "--json", "--clock-skew-ms", skew_ms]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["stale_reads"] == stale_reads
+    assert result["clock_skew_ms"] == float(skew_ms)
+
+
 def test_check_counts_lost_writes_when_the_run_made_final_reads(run_dir, capsys):
     history(get(2, "A", 50 * MS, 51 * MS)).to_csv(run_dir / FINAL_READS_FILE, index=False)
     assert main(["check", str(run_dir), "--json"]) == 0
@@ -88,6 +97,13 @@ HEADER = ",".join(COLUMNS) + "\n"
             },
             "whole nanoseconds",
         ),
+        (
+            {
+                "history-1.csv": HEADER + "get,2,x,200,,1,2,w\n",
+                RUN_FILE: '{"histories": {"history-1.csv": {"rows": 1}, "history-2.csv": {}}}',
+            },
+            "the history is incomplete, no figures from part of the load: history-2.csv missing",
+        ),
     ],
 )
 def test_a_run_that_cannot_be_read_is_one_line_and_status_2(tmp_path, capsys, files, message):
@@ -107,7 +123,16 @@ def test_a_missing_directory_is_one_line_and_status_2(tmp_path, capsys):
     assert capsys.readouterr().err == f"cachebench check: {missing} is not a directory\n"
 
 
-@pytest.mark.parametrize("argv", [[], ["check"], ["check", ".", "--warmup", "-1"], ["nope"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["check"],
+        ["check", ".", "--warmup", "-1"],
+        ["check", ".", "--clock-skew-ms", "x"],
+        ["nope"],
+    ],
+)
 def test_bad_arguments_are_one_line_pointing_at_help(argv, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(argv)

@@ -30,6 +30,7 @@ FIGURE_NAMES = [
     "phantoms",
     "future_reads",
     "earlier_run_reads",
+    "clock_skew_ms",
     "final_reads",
     "lost_writes",
     *(
@@ -73,8 +74,16 @@ def test_the_figures_of_a_whole_run():
     assert result["staleness_max_ms"] == pytest.approx(48)
     assert result["phantoms"] == 1
     assert result["future_reads"] == 0
+    assert result["clock_skew_ms"] == 0
     assert result["final_reads"] is None
     assert result["lost_writes"] is None
+
+
+def test_a_read_stale_by_no_more_than_the_clock_skew_is_not_counted():
+    result = figures(history(*run()), clock_skew_ms=10)
+    # The read 6 ms after B completed could be concurrent with it on clocks 10 ms apart.
+    assert (result["stale_reads"], result["staleness_max_ms"]) == (1, pytest.approx(48))
+    assert result["clock_skew_ms"] == 10
 
 
 def test_latency_percentiles_by_kind_of_operation():

@@ -1,5 +1,7 @@
 """Reading history and final-reads files, and refusing malformed ones with a HistoryError."""
 
+import json
+
 import pandas as pd
 import pytest
 from histories import get, history, put
@@ -102,3 +104,60 @@ def test_a_malformed_run_record_is_a_history_error(tmp_path, record, says):
     (tmp_path / RUN_FILE).write_text(record)
     with pytest.raises(HistoryError, match=says):
         run_window(tmp_path)
+
+
+def run_with(tmp_path, **rows):
+    """A run directory whose record lists history-<name>.csv with `rows` for each name, and
+    holds two rows in history-a.csv and one in history-b.csv."""
+    history(put(2, "A", 30, 40), get(2, "A", 50, 60)).to_csv(
+        tmp_path / "history-a.csv", index=False
+    )
+    history(get(2, None, 10, 20)).to_csv(tmp_path / "history-b.csv", index=False)
+    listed = {f"history-{name}.csv": {"rows": n, "problem": None} for name, n in rows.items()}
+    (tmp_path / RUN_FILE).write_text(json.dumps({"histories": listed}))
+    return tmp_path
+
+
+def test_a_run_whose_files_are_all_whole_is_read(tmp_path):
+    assert len(read_history(run_with(tmp_path, a=2, b=1))) == 3
+
+
+@pytest.mark.parametrize(
+    ("rows", "says"),
+    [
+        ({"a": 2, "b": 1, "c": 5}, "history-c.csv missing$"),
+        ({"a": 3, "b": 1}, "history-a.csv truncated: 2 rows of the 3 its writer reported$"),
+        ({"a": 1, "b": 1}, "history-a.csv truncated: 2 rows of the 1 its writer reported$"),
+        ({"a": None, "b": 1}, "history-a.csv truncated: its writer never reported it done$"),
+        (
+            {"a": None, "b": None},
+            "history-a.csv truncated: its writer never reported it done; "
+            "history-b.csv truncated: its writer never reported it done$",
+        ),
+    ],
+)
+def test_a_run_with_part_of_its_history_is_refused_naming_the_file(tmp_path, rows, says):
+    with pytest.raises(HistoryError, match="the history is incomplete, no figures from part of "):
+        read_history(run_with(tmp_path, **rows))
+    with pytest.raises(HistoryError, match=says):
+        read_history(tmp_path)
+
+
+def test_what_the_run_knows_of_a_missing_file_is_said(tmp_path):
+    run_with(tmp_path, a=2, b=1)
+    record = json.loads((tmp_path / RUN_FILE).read_text())
+    record["histories"]["history-w.csv"] = {"rows": None, "problem": "the worker disappeared"}
+    (tmp_path / RUN_FILE).write_text(json.dumps(record))
+    with pytest.raises(HistoryError, match=r"history-w.csv missing \(the worker disappeared\)$"):
+        read_history(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "histories",
+    [[], {"../history-a.csv": {"rows": 1}}, {"history-a.csv": {"rows": "2"}}, {"x.csv": {}}],
+)
+def test_a_malformed_list_of_histories_is_a_history_error(tmp_path, histories):
+    run_with(tmp_path, a=2)
+    (tmp_path / RUN_FILE).write_text(json.dumps({"histories": histories}))
+    with pytest.raises(HistoryError, match="`histories` is not a map of history files"):
+        read_history(tmp_path)

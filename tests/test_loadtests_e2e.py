@@ -1,6 +1,7 @@
 """The scenarios end to end: `locust -f loadtests/` as a real subprocess against the service
 under gunicorn (2 workers), judged by its exit code, history files and locust-run.json."""
 
+import csv
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # The command users run, from this environment (not `python -m locust`, which names itself
 # __main__.py in its messages).
 LOCUST = Path(sys.executable).with_name("locust")
+CACHEBENCH = Path(sys.executable).with_name("cachebench")
 KEYS = 20
 WORK_MS = 5  # of simulated work per GET: short runs, yet misses that cost something
 SCENARIOS = {"ReadHeavyUser", "MixedUser", "WriteHeavyUser", "TutorialUser"}
@@ -107,6 +109,10 @@ def test_every_scenario_in_two_processes(serve, locust, tmp_path):
     files = history_files(history)
     assert len(files) == 3, "the master's (seeding) and one per worker"
     assert sorted(run["history_files"]) == [f.name for f in files]
+    # The workers wrote into the master's directory: nothing was copied.
+    deliveries = sorted(about["delivery"] for about in run["histories"].values())
+    assert deliveries == ["in place", "in place", "own"]
+    assert run["incomplete"] is None
     for path in files:
         assert path.read_text().splitlines()[0] == ",".join(WRITTEN_COLUMNS)
     assert set(run["user_classes"]) == SCENARIOS
@@ -441,3 +447,164 @@ def test_a_master_started_elsewhere_listens_on_loopback_only(locust, tmp_path):
         assert time.monotonic() < deadline, output.read_text()
         time.sleep(0.1)
     assert {ip for ip, _ in listening} == {"127.0.0.1"}, listening
+
+
+def wait_for(condition, process, output, timeout=60):
+    """Wait until `condition()` holds, failing if `process` exits or nothing happens in time."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, output.read_text()
+        assert time.monotonic() < deadline, output.read_text()
+        time.sleep(0.05)
+
+
+def completed_rows(path):
+    """The t_complete_ns of every whole row of a history file that a kill may have cut."""
+    with path.open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    whole = [row for row in rows if None not in row.values() and row["worker"]]
+    return [int(row["t_complete_ns"]) for row in whole if not row["worker"].endswith("-seed")]
+
+
+def test_a_killed_process_loses_at_most_the_last_second(serve, locust, tmp_path):
+    """Fewer rows than a batch: without the timer, nothing of the load would be on disk."""
+    history = tmp_path / "history"
+    process, output = locust(
+        *("-f", "loadtests/read_heavy.py"),
+        *headless(serve(CACHE_BACKEND="simple", VIDEOS_WORK_MS=WORK_MS), history, "-u", "2"),
+    )
+
+    def tables():
+        return output.read_text().count(" Aggregated ")
+
+    # Locust prints its stats every 2 s; the first table with a request marks a moment of
+    # the load, and the kill comes two tables (4 s of Locust's clock) later: by then the
+    # history must hold rows completed after the mark, whatever the number of requests.
+    wait_for(lambda: "/videos/[id]" in output.read_text(), process, output)
+    marked_ns, seen = time.time_ns(), tables()
+    wait_for(lambda: tables() >= seen + 2, process, output)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+
+    (path,) = history_files(history)
+    assert any(t > marked_ns for t in completed_rows(path))
+
+    # The run did not finish: its record, written when the test started, says so.
+    code, out = check_run(history)
+    assert code == 2
+    assert out.splitlines() == [
+        f"cachebench check: {history}: the history is incomplete, no figures from part of the "
+        f"load: {path.name} truncated: its writer never reported it done"
+    ]
+
+
+def check_run(history):
+    """`cachebench check` on a run directory: (exit code, output)."""
+    result = subprocess.run(
+        [CACHEBENCH, "check", str(history)], capture_output=True, text=True, timeout=120
+    )
+    return result.returncode, result.stdout + result.stderr
+
+
+def distributed(locust, host, history, workers, *args):
+    """A master and one worker per directory in `workers`, each writing its history there, all
+    on a port of their own: (master, its output, [worker, ...])."""
+    port = str(free_port())
+    master = locust(
+        *("-f", "loadtests/read_heavy.py", "--master", "--master-bind-port", port),
+        *("--expect-workers", str(len(workers))),
+        *headless(host, history, "-u", "4", *args),
+    )
+    started = [
+        locust(
+            *("-f", "loadtests/read_heavy.py", "--worker", "--master-port", port),
+            *("--history-dir", str(directory)),
+        )[0]
+        for directory in workers
+    ]
+    return (*master, started)
+
+
+def test_workers_send_their_histories_to_the_master(serve, locust, tmp_path):
+    """As across machines: each worker writes into a directory of its own."""
+    history, own = tmp_path / "history", [tmp_path / "worker-1", tmp_path / "worker-2"]
+    host = serve(CACHE_BACKEND="simple", VIDEOS_WORK_MS=WORK_MS)
+    master, output, workers = distributed(
+        locust, host, history, own, "-t", "3s", "--max-failure-rate", "1"
+    )
+    assert master.wait(timeout=120) == 0, output.read_text()
+    assert [worker.wait(timeout=60) for worker in workers] == [0, 0]
+
+    run = run_file(history)
+    sent = [path for directory in own for path in history_files(directory)]
+    assert len(sent) == 2
+    assert sorted(run["history_files"]) == sorted(f.name for f in history_files(history))
+    assert {f.name for f in history_files(history)} >= {path.name for path in sent}
+    for path in sent:
+        assert (history / path.name).read_bytes() == path.read_bytes()
+        about = run["histories"][path.name]
+        assert about["delivery"] == "sent"
+        assert about["rows"] == len(path.read_text().splitlines()) - 1 > 0
+    assert len({run["histories"][path.name]["sender"] for path in sent}) == 2
+    assert run["incomplete"] is None
+    assert list(history.glob(".*")) == [], "no partial file left"
+
+    code, out = check_run(history)
+    assert code == 0, out
+    _, load = split_seeding(history)
+    assert load["worker"].str.rsplit("-", n=2).str[0].nunique() == 2, "users of both workers"
+
+
+def test_a_worker_killed_mid_run_makes_the_run_incomplete(serve, locust, tmp_path):
+    history, own = tmp_path / "history", [tmp_path / "worker-1", tmp_path / "worker-2"]
+    host = serve(CACHE_BACKEND="simple", VIDEOS_WORK_MS=WORK_MS)
+    master, output, (killed, survivor) = distributed(locust, host, history, own)
+
+    def loading(directory):  # the worker's file has rows: its users are running
+        return any(len(p.read_text().splitlines()) > 1 for p in history_files(directory))
+
+    wait_for(lambda: loading(own[0]) and loading(own[1]), master, output)
+    os.killpg(killed.pid, signal.SIGKILL)
+    os.kill(master.pid, signal.SIGTERM)
+    assert master.wait(timeout=120) == 2, output.read_text()
+    assert survivor.wait(timeout=60) == 0
+
+    (lost,) = history_files(own[0])
+    run = run_file(history)
+    assert run["histories"][lost.name]["rows"] is None
+    assert run["incomplete"].startswith(f"history of worker {lost.name[8:-4]} missing: ")
+    assert run["exit_code"] == 2
+    assert "incomplete run, no figures from part of the load" in output.read_text()
+    (kept,) = history_files(own[1])
+    assert run["histories"][kept.name]["delivery"] == "sent"
+
+    code, out = check_run(history)
+    assert code == 2
+    assert out.splitlines() == [
+        f"cachebench check: {history}: the history is incomplete, no figures from part of the "
+        f"load: {lost.name} missing (the worker disappeared without sending it)"
+    ]
+
+
+def test_ctrl_c_on_every_process_keeps_every_history(serve, locust, tmp_path):
+    """As a terminal's Ctrl-C reaches a master and workers started from it: each worker
+    stops and sends its history on its own, and waits until the master has it."""
+    history, own = tmp_path / "history", [tmp_path / "worker-1", tmp_path / "worker-2"]
+    host = serve(CACHE_BACKEND="simple", VIDEOS_WORK_MS=WORK_MS)
+    master, output, workers = distributed(locust, host, history, own, "--max-failure-rate", "1")
+
+    def loading(directory):
+        return any(len(p.read_text().splitlines()) > 1 for p in history_files(directory))
+
+    wait_for(lambda: loading(own[0]) and loading(own[1]), master, output)
+    for process in (master, *workers):
+        os.kill(process.pid, signal.SIGINT)
+    assert master.wait(timeout=120) == 0, output.read_text()
+    assert [worker.wait(timeout=60) for worker in workers] == [0, 0]
+
+    run = run_file(history)
+    assert run["incomplete"] is None
+    for directory in own:
+        (path,) = history_files(directory)
+        assert (history / path.name).read_bytes() == path.read_bytes()
+    assert check_run(history)[0] == 0

@@ -186,6 +186,21 @@ def test_the_stale_threshold_judges_the_history(environment, tmp_path, stale, co
     assert quit_locust(env) == code
 
 
+def test_an_incomplete_history_is_not_judged_and_exits_with_2(environment, tmp_path, caplog):
+    env = environment("--history-dir", str(tmp_path), "--max-stale-rate", "0")
+    run = env.cachebench
+    run.open_history()
+    run.histories.expect("history-host-2-bbbbbb.csv", "host-2-bbbbbb", "worker-b")
+    assert quit_locust(env) == 2
+    assert run.incomplete == (
+        "history of worker host-2-bbbbbb missing: history-host-2-bbbbbb.csv (not received)"
+    )
+    assert "--max-stale-rate 0: not judged, the history is incomplete" in caplog.text
+    env.events.quit.fire(exit_code=2)
+    record = json.loads((tmp_path / RUN_FILE).read_text())
+    assert (record["incomplete"], record["thresholds"]) == (run.incomplete, [])
+
+
 def test_a_run_that_could_not_seed_measured_nothing(environment):
     env = environment("--keys", "2", host=f"http://127.0.0.1:{free_port()}")
     env.events.test_start.fire(environment=env)
@@ -209,6 +224,16 @@ def test_the_run_record(environment, tmp_path):
     assert (record["requests"], record["failures"]) == (2, 0)
     assert record["hit_rate"] == {"ReadHeavyUser": {"gets": 2, "hits": 1, "rate": 0.5}}
     assert record["history_files"] == [run.history.path.name]
+    assert record["histories"] == {
+        run.history.path.name: {
+            "process": run.process,
+            "sender": None,
+            "rows": 0,
+            "delivery": "own",
+            "problem": None,
+        }
+    }
+    assert record["incomplete"] is None
     assert record["thresholds"] == [
         {"option": "--max-failure-rate", "limit": 0.0, "value": 0.0, "passed": True}
     ]

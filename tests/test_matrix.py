@@ -68,6 +68,7 @@ def test_a_remote_target_is_refused_unless_allowed(url):
         ({"host": "ftp://127.0.0.1"}, "is not an http(s) URL"),
         ({"duration_s": 1e308}, "must be at most 604,800 s"),
         ({"keys": (1_000_001,)}, "--keys: must be a whole number <= 1000000, not 1000001"),
+        ({"clock_skew_ms": -1.0}, "--clock-skew-ms must be a number of milliseconds >= 0"),
     ],
 )
 def test_bad_options_say_what_to_change(changes, says):

@@ -23,6 +23,7 @@ METADATA = {
         "workers": 2, "threads": 1, "work_ms": 50, "work_phase": "before-read",
         "strategy": "cached", "cache_timeout_s": 300, "users": 8, "warmup_s": 1,
         "duration_s": 4, "keys": 100, "key_dist": "zipf", "zipf_s": 1.0, "repeats": 3,
+        "clock_skew_ms": 2.5,
     },
 }  # fmt: skip
 
@@ -61,6 +62,7 @@ def test_report_has_every_section_and_is_self_contained(summary, tmp_path):
                     "Metadata"):  # fmt: skip
         assert f"## {heading}" in text
     assert "load generator saturated" in text
+    assert "Clock skew allowed: 2.5 ms: a read counts as stale only when stale by more" in text
     assert "`redis` was not run: redis-server not found" in text
     assert "failed: x: it broke" in text
     for chart in ("throughput", "latency", "hit_vs_stale"):
