@@ -89,3 +89,35 @@ def cells(summary: pd.DataFrame, order: Sequence[str] = ()) -> pd.DataFrame:
     return table.sort_values(
         ["scenario", "cache"], key=lambda s: s.map(rank) if s.name == "cache" else s
     ).reset_index(drop=True)
+
+
+def fault_cells(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per scenario × configuration with a fault (summary.csv's `fault` column, not
+    `none`), over its quotable repeats: the figures of reports.timeline, each the worst of
+    the repeats, and each repeat's timeline file and fault window."""
+    if summary.empty or "fault" not in summary:
+        return pd.DataFrame()
+    summary = configurations(summary)
+    faulted = summary[(summary["fault"] != "none") & (summary["invalid"] == "")]
+    rows = []
+    for (scenario, cache), runs in faulted.groupby(["scenario", "cache"], sort=False):
+        recovery = runs["time_to_recover_s"]
+        rows.append({
+            "scenario": scenario,
+            "cache": cache,
+            "backend": runs["backend"].iloc[0],
+            "fault": runs["fault"].iloc[0],
+            "repeats": len(runs),
+            "fault_start_s": runs["fault_start_s"].median(),
+            "fault_end_s": runs["fault_end_s"].median(),
+            "availability_during": runs["availability_during"].min(),
+            "availability_after": runs["availability_after"].min(),
+            # Runs whose throughput was not back within the window (an infinite time).
+            "not_recovered": int((recovery == math.inf).sum()),
+            "time_to_recover_s": recovery.max(),
+            "stale_reads_after": int(runs["stale_reads_after"].sum()),
+            "staleness_after_max_ms": runs["staleness_after_max_ms"].max(),
+            "lost_writes": runs["lost_writes"].sum(min_count=1),
+            "runs": runs[["repeat", "timeline", "fault_start_s", "fault_end_s"]].to_dict("records"),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
