@@ -82,19 +82,14 @@ def cells(summary: pd.DataFrame, order: Sequence[str] = ()) -> pd.DataFrame:
             bound_flags({**row, "throughput_rps": throughput.mean}, backend)
         )
         rows.append(row)
-    table = pd.DataFrame(rows)
-    if table.empty:
-        return table
-    rank = {c: i for i, c in enumerate(cache_order(summary, order))}
-    return table.sort_values(
-        ["scenario", "cache"], key=lambda s: s.map(rank) if s.name == "cache" else s
-    ).reset_index(drop=True)
+    return _in_order(pd.DataFrame(rows), summary, order)
 
 
-def fault_cells(summary: pd.DataFrame) -> pd.DataFrame:
+def fault_cells(summary: pd.DataFrame, order: Sequence[str] = ()) -> pd.DataFrame:
     """One row per scenario × configuration with a fault (summary.csv's `fault` column, not
     `none`), over its quotable repeats: the figures of reports.timeline, each the worst of
-    the repeats, and each repeat's timeline file and fault window."""
+    the repeats, and each repeat's timeline file and fault window; the caches in `order`
+    as cells() has them."""
     if summary.empty or "fault" not in summary:
         return pd.DataFrame()
     summary = configurations(summary)
@@ -120,4 +115,14 @@ def fault_cells(summary: pd.DataFrame) -> pd.DataFrame:
             "lost_writes": runs["lost_writes"].sum(min_count=1),
             "runs": runs[["repeat", "timeline", "fault_start_s", "fault_end_s"]].to_dict("records"),
         })  # fmt: skip
-    return pd.DataFrame(rows)
+    return _in_order(pd.DataFrame(rows), summary, order)
+
+
+def _in_order(table: pd.DataFrame, summary: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
+    """`table`'s cells by scenario, then configuration as cache_order ranks `summary`'s."""
+    if table.empty:
+        return table
+    rank = {c: i for i, c in enumerate(cache_order(summary, order))}
+    return table.sort_values(
+        ["scenario", "cache"], key=lambda s: s.map(rank) if s.name == "cache" else s
+    ).reset_index(drop=True)

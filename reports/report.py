@@ -251,7 +251,7 @@ def timeline_charts(table: pd.DataFrame, out: Path, directory: Path) -> list[Pat
 
 
 def faults_section(summary: pd.DataFrame, metadata: dict, out: Path) -> Section:
-    table = fault_cells(summary)
+    table = fault_cells(summary, metadata["options"].get("caches", ()))
     paragraphs = [
         "Each fault is a configuration of its own (`[fault=…]`), beside the calm run "
         "(`[fault=none]`) in the tables above. **Availability** is the share of operations "
