@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import redis
 from summaries import run_row
 from test_matrix import CACHEBENCH, Told, cachebench, processes_of
 
@@ -170,6 +171,21 @@ def interrupt(text: str, target: Target, run_dir: Path, in_effect) -> None:
     with injected(fault, target, run_dir, 0, 60):
         until(in_effect, f"{text} did not take effect")
         raise KeyboardInterrupt
+
+
+@pytest.mark.redis
+def test_a_killed_server_restarts_empty_on_its_port(own_servers):
+    own_servers("redis")
+    with private_instance(SERVERS["redis"]) as server:
+        client = redis.Redis.from_url(server.address)
+        client.set("kept", "no")
+        killed = server.process
+        killed.kill()
+        server.restart()
+        assert server.process.pid != killed.pid
+        assert client.get("kept") is None  # the same address, an empty server
+        client.close()
+    assert server.process.poll() is not None  # stopped with the instance
 
 
 @pytest.mark.redis
