@@ -27,7 +27,8 @@ from service.backends import BACKENDS, filesystem_config
 
 NONE = "none"  # the fault dimension's calm run
 FAULT_FILE = "fault.json"  # in the run's directory: when the fault was in effect, and what it hit
-# How often the injector looks for the end of seeding (SEEDED_FILE): the fault's timing error.
+# How often the injector looks for SEEDED_FILE; the fault is timed from the time written in
+# it, not from when it is seen.
 POLL_S = 0.02
 
 
