@@ -2,6 +2,7 @@
 fresh apps."""
 
 import os
+import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -78,6 +79,23 @@ def session_servers() -> Iterator[Callable[[str], str]]:
             return addresses[name]
 
         yield address
+
+
+@pytest.fixture(scope="session")
+def own_servers() -> Callable[..., dict[str, str]]:
+    """own_servers(*names): the environment of a `cachebench run` that starts private servers
+    of those kinds itself (faults go only into those): this one without their environment
+    variables. Skips (fails under CI) if one cannot be started for want of its executable."""
+
+    def environment(*names: str) -> dict[str, str]:
+        servers = [SERVERS[name] for name in names]
+        for server in servers:
+            if shutil.which(server.executable) is None:
+                no_server(f"{server.executable} not found: {server.install}")
+        variables = {server.env_var for server in servers}
+        return {k: v for k, v in os.environ.items() if k not in variables}
+
+    return environment
 
 
 @pytest.fixture

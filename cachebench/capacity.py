@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import redis
 
-from cachebench.servers import SERVERS, private_server
+from cachebench.servers import SERVERS, PrivateServer, private_instance
 from service.cache_format import JSONSerializer
 
 # What each backend drops when full. cachelib drops the expired entries, then those expiring
@@ -65,23 +65,23 @@ def memcached_megabytes(entries: int) -> int:
 @contextmanager
 def sized_server(
     name: str, entries: int, policy: str, connections: int
-) -> Iterator[tuple[str, dict]]:
+) -> Iterator[tuple[PrivateServer, dict]]:
     """A private server of `name` (redis, memcached) that holds about `entries` entries with
-    `connections` clients: its address, and what it was given (recorded with the run)."""
+    `connections` clients, and what it was given (recorded with the run)."""
     server = SERVERS[name]
     if name == "memcached":
         megabytes = memcached_megabytes(entries)
-        with private_server(server, extra_args=["-m", str(megabytes)]) as (address, _):
+        with private_instance(server, extra_args=["-m", str(megabytes)]) as instance:
             yield (
-                address,
+                instance,
                 {
                     "memcached_mb": megabytes,
                     "capacity_effective": megabytes * MEMCACHED_ENTRIES_PER_MB,
                 },
             )
         return
-    with private_server(server, extra_args=["--maxmemory-policy", policy]) as (address, _):
-        yield address, size_redis(address, entries, connections)
+    with private_instance(server, extra_args=["--maxmemory-policy", policy]) as instance:
+        yield instance, size_redis(instance.address, entries, connections)
 
 
 def size_redis(address: str, entries: int, connections: int) -> dict:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import NoReturn, TextIO
 
 from cachebench.capacity import DEFAULT_REDIS_POLICY, REDIS_POLICIES
+from cachebench.faults import KINDS
 from cachebench.matrix import (
     QUICK,
     Options,
@@ -203,6 +204,17 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         default=None,
         help="allow a --host that is not this machine",
     )
+    add(
+        "--fault",
+        dest="faults",
+        action="append",
+        metavar="KIND[@START:LENGTH]",
+        help="inject this fault into a run of every cell it applies to, beside the calm run "
+        "(repeatable): "
+        + "; ".join(f"{k.name}: {k.description}" for k in KINDS.values())
+        + ". By default it starts a third into the measured window and lasts a third of it; "
+        "@START:LENGTH in seconds sets both",
+    )
     add("--out", type=Path, help="output directory (default: reports/runs/<run-id>)")
     add(
         "--quick",
@@ -246,7 +258,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = run_matrix(options, ConsoleProgress(sys.stderr))
     save(result, options, started)
     print(f"report: {options.out / 'report.md'} (and report.html, summary.csv, metadata.json)")
-    for cache, why in result.skipped.items():
+    for cache, why in {**result.skipped, **result.not_applicable}.items():
         print(f"not run: {cache}: {why}", file=sys.stderr)
     for cache, scenario, cv in unstable_cells(result.summary):
         print(

@@ -21,7 +21,7 @@ import traceback
 from argparse import ArgumentTypeError
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -36,10 +36,11 @@ from cachebench.capacity import (
     capacity_entries,
     sized_server,
 )
+from cachebench.faults import NONE, Fault, Target, injected, not_applicable, parse_fault, read_fault
 from cachebench.metadata import collect, run_conditions
-from cachebench.processes import ServerError, gunicorn_service, run_environment, stop
+from cachebench.processes import ServerError, gunicorn_process, run_environment, stop
 from cachebench.scenarios import default_scenarios, scenarios
-from cachebench.servers import SERVERS, ServerUnavailable, needed, server_address
+from cachebench.servers import SERVERS, ServerUnavailable, needed, private_instance, server_address
 from locust_cachebench.options import keys_count, seed_choice, zipf_exponent
 from reports.bounds import RunShape, run_bounds
 from reports.cells import configurations
@@ -56,6 +57,7 @@ from reports.redact import redact
 from reports.report import write_report
 from reports.stats import UNSTABLE_CV, estimate
 from reports.theory import che_hit_rate, popularity, top_c_hit_rate
+from reports.timeline import fault_figures, timeline
 from service import create_app
 from service.backends import BACKENDS
 from service.settings import BY_NAME, CACHE_BACKENDS
@@ -84,6 +86,10 @@ MAX_RUN_S = 7 * 24 * 3600
 RUN_OUTPUTS = ("metadata.json", "summary.csv", "histories")
 # Each run's capacity settings, beside its history: what its cache was given.
 CAPACITY_FILE = "capacity.json"
+# Every run's store: one SQLite file, shared by the workers (what the store-lock fault locks).
+STORE = "sqlite"
+# In a faulted run's directory: its figures per interval (reports.timeline), for the report.
+TIMELINE_FILE = "timeline.csv"
 
 
 class OptionsError(ValueError):
@@ -117,13 +123,15 @@ class Options:
     clock_skew_ms: float = 0.0
     host: str | None = None
     allow_remote: bool = False
+    # Each --fault, `KIND` or `KIND@START:LENGTH` (cachebench/faults.py), as validate words it.
+    faults: tuple[str, ...] = ()
     out: Path = field(default_factory=lambda: Path("reports/runs") / time.strftime("%Y%m%d-%H%M%S"))
 
     def dimensions(self) -> list[tuple[str, tuple[str, ...]]]:
         """The matrix's dimensions besides cache, scenario and repeat: (name, values) each,
         a column of summary.csv and part of a run's `variant` (for the caches it applies to,
         DIMENSION_APPLIES). A new dimension (a fault, a strategy) is an option whose values
-        are listed here."""
+        are listed here. With --fault, `fault`: the calm run (`none`) and each fault given."""
         dimensions = []
         if len(self.keys) > 1:
             dimensions.append(("keys", tuple(map(str, self.keys))))
@@ -131,6 +139,8 @@ class Options:
             dimensions.append(("capacity", self.capacities))
         if self.eviction_policies:
             dimensions.append(("policy", self.eviction_policies))
+        if self.faults:
+            dimensions.append(("fault", (NONE, *self.faults)))
         return dimensions
 
 
@@ -211,7 +221,31 @@ def validate(options: Options) -> Options:
     if options.host is not None:
         check_target(options.host, options.allow_remote)
     check_tools(serving=options.host is None)
-    return options
+    return replace(options, faults=check_faults(options))
+
+
+def check_faults(options: Options) -> tuple[str, ...]:
+    """Each --fault as the matrix names it (Fault.label); OptionsError for a bad one."""
+    if options.faults and options.host is not None:
+        raise OptionsError(
+            "--fault goes only into the processes and files the runner started: not with --host"
+        )
+    labels = []
+    for text in options.faults:
+        try:
+            fault = parse_fault(text, options.duration_s)
+        except ValueError as exc:
+            raise OptionsError(f"--fault {exc}") from None
+        label = fault.label
+        if fault.kind.name == "cache-restart" and options.capacities:
+            raise OptionsError(
+                "--fault cache-restart with --capacities: the restarted server would come back "
+                "without the size it was measured for; run them apart"
+            )
+        if label in labels or label == NONE:
+            raise OptionsError(f"--fault {text!r} is given twice (the calm run is always made)")
+        labels.append(label)
+    return tuple(labels)
 
 
 def prepare_out(out: Path) -> None:
@@ -320,6 +354,8 @@ class MatrixResult:
     skipped: dict[str, str]  # cache -> why it was not run
     interrupted: bool = False
     failures: list[str] = field(default_factory=list)
+    # configuration (`cache [fault=…]`) -> why its fault does not apply, so it was not run
+    not_applicable: dict[str, str] = field(default_factory=dict)
 
 
 # Runs one cell of the matrix: (run, options, Redis URL or None, progress) -> its summary row.
@@ -345,8 +381,15 @@ def run_matrix(
                 left_out = [c for c in caches if server in needed([c])]
                 result.skipped.update(dict.fromkeys(left_out, str(exc)))
                 caches = tuple(c for c in caches if c not in left_out)
+        runs = []
+        for run in plan(options, caches):
+            why = fault_not_applicable(run, options)
+            if why:
+                result.not_applicable[f"{run.cache} [{run.variant_label}]"] = why
+            else:
+                runs.append(run)
         try:
-            for run in plan(options, caches):
+            for run in renumbered(runs):
                 # One run's failure, whatever it is, must not lose the runs that finished.
                 try:
                     row = run_cell(run, options, addresses, progress)
@@ -361,6 +404,23 @@ def run_matrix(
             result.interrupted = True
     result.summary = flag_unstable(pd.DataFrame(rows))
     return result
+
+
+def run_fault(run: Run, options: Options) -> Fault | None:
+    """The run's fault (its value of the fault dimension); None for a calm run."""
+    label = dict(run.variant).get("fault", NONE)
+    return None if label == NONE else parse_fault(label, options.duration_s)
+
+
+def fault_not_applicable(run: Run, options: Options) -> str | None:
+    """Why the run's fault does not apply to its cache, or None (also for no fault)."""
+    fault = run_fault(run, options)
+    return None if fault is None else not_applicable(fault.kind, run.cache, STORE)
+
+
+def renumbered(runs: list[Run]) -> list[Run]:
+    """`runs` counted again from 1, after the plan's cells that are not run were left out."""
+    return [replace(run, index=i, total=len(runs)) for i, run in enumerate(runs, start=1)]
 
 
 def failure(run: Run, options: Options, exc: Exception) -> str:
@@ -380,6 +440,7 @@ def service_settings(
         "CACHE_BACKEND": cache,
         "CACHE_DIR": workdir / "cache",
         **addresses,
+        "VIDEOS_STORE": STORE,
         "VIDEOS_DATABASE": workdir / "videos.sqlite",
         **{setting: getattr(options, field_name) for field_name, _, setting in SERVICE_OPTIONS},
     }
@@ -403,24 +464,30 @@ def run_capacity(run: Run, options: Options) -> dict:
 
 def run_one(run: Run, options: Options, addresses: Mapping[str, str], progress: Progress) -> dict:
     """One cell: a fresh service (with a capacity, a private cache server sized for it),
-    Locust for warm-up + duration, final reads, the figures."""
+    Locust for warm-up + duration with the run's fault injected, final reads, the figures."""
     run_dir = options.out / "histories" / run.name
     run_dir.mkdir(parents=True, exist_ok=True)
     conditions = run_conditions()  # before this run adds its own load
     workdir = Path(tempfile.mkdtemp(prefix="cachebench-run-"))
     capacity = run_capacity(run, options)
+    fault = run_fault(run, options)
     try:
         with ExitStack() as stack:
-            server = BACKENDS[run.cache].server if run.cache in BACKENDS else None
-            if capacity and server:
+            backend_server = BACKENDS[run.cache].server if run.cache in BACKENDS else None
+            server = None  # a cache server of the run's own
+            if capacity and backend_server:
                 # A connection per worker thread, and one to spare.
                 connections = options.workers * options.threads + 1
                 entries, policy = capacity["capacity_entries"], capacity["eviction_policy"]
-                address, given = stack.enter_context(
-                    sized_server(server, entries, policy, connections)
+                server, given = stack.enter_context(
+                    sized_server(backend_server, entries, policy, connections)
                 )
-                addresses = {**addresses, SERVERS[server].setting: address}
                 capacity.update(given)
+            elif fault is not None and fault.kind.goes_into == "server":
+                # A server of the run's own, never the matrix's: the fault may kill it.
+                server = stack.enter_context(private_instance(SERVERS[backend_server]))
+            if server is not None:
+                addresses = {**addresses, server.server.setting: server.address}
             (run_dir / CAPACITY_FILE).write_text(json.dumps(capacity))
             settings = service_settings(options, run.cache, workdir, addresses)
             settings["CACHE_THRESHOLD"] = capacity.get("capacity_entries", UNBOUNDED)
@@ -428,7 +495,12 @@ def run_one(run: Run, options: Options, addresses: Mapping[str, str], progress: 
                 url = options.host
             else:
                 log = run_dir / "gunicorn.log"
-                url = stack.enter_context(gunicorn_service(settings, log))
+                url, gunicorn = stack.enter_context(gunicorn_process(settings, log))
+            if fault is not None:
+                target = Target(gunicorn, server, workdir / "cache", workdir / "videos.sqlite")
+                stack.enter_context(
+                    injected(fault, target, run_dir, options.warmup_s, options.duration_s)
+                )
             run_locust(run, options, url, run_dir, progress)
         if not options.host:
             final_reads(settings, read_history(run_dir), run_dir)
@@ -557,6 +629,8 @@ def summarize(run: Run, options: Options, run_dir: Path, conditions: dict) -> di
         "arrivals_waited_share": _share(info.get("arrivals_waited"), info.get("arrivals_sent")),
         **run_figures,
     }
+    if run_fault(run, options) is not None:
+        row.update(faulted_figures(history, window, run_dir, options.out))
     users = info.get("user_count") or options.users
     # A server the runner did not start is served as it is, not as the options say.
     shape = (
@@ -583,6 +657,24 @@ def capacity_figures(run_dir: Path, keys: int, options: Options) -> dict:
         "capacity_share": held / keys,
         "hit_rate_che": che_hit_rate(p, held),
         "hit_rate_top_c": top_c_hit_rate(p, held),
+    }
+
+
+def faulted_figures(
+    history: pd.DataFrame, window: tuple[int, int], run_dir: Path, out: Path
+) -> dict:
+    """The figures of the faulted run in `run_dir` (reports.timeline): when its fault was in
+    effect, in seconds into the window, its timeline (written to TIMELINE_FILE, named
+    relative to `out`), availability, recovery and stale reads after it."""
+    fault = read_fault(run_dir)
+    fault_window = fault["start_ns"], fault["end_ns"]
+    path = run_dir / TIMELINE_FILE
+    timeline(history, window, fault_window).to_csv(path, index=False)
+    return {
+        "fault_start_s": (fault_window[0] - window[0]) / 1e9,
+        "fault_end_s": (fault_window[1] - window[0]) / 1e9,
+        **fault_figures(history, window, fault_window),
+        "timeline": str(path.relative_to(out)),
     }
 
 
@@ -656,6 +748,7 @@ def save(result: MatrixResult, options: Options, started: str) -> dict:
         finished=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         interrupted=result.interrupted,
         skipped=result.skipped,
+        not_applicable=result.not_applicable,
         failures=result.failures,
         runs=len(result.summary),
     )

@@ -103,8 +103,11 @@ def _healthy(url: str) -> bool:
 
 
 @contextmanager
-def gunicorn_service(settings: Mapping[str, object], log: Path) -> Iterator[str]:
-    """The service under gunicorn with `settings` on a free loopback port; yields its URL.
+def gunicorn_process(
+    settings: Mapping[str, object], log: Path
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """The service under gunicorn with `settings` on a free loopback port: its URL and its
+    master process (whose children are the workers).
 
     Waits until /health answers; gunicorn's output goes to `log`.
     """
@@ -118,6 +121,27 @@ def gunicorn_service(settings: Mapping[str, object], log: Path) -> Iterator[str]
     )
     try:
         wait_until(lambda: _healthy(f"{base_url}/health"), process, "gunicorn", log)
-        yield base_url
+        yield base_url, process
     finally:
         stop(process)
+
+
+@contextmanager
+def gunicorn_service(settings: Mapping[str, object], log: Path) -> Iterator[str]:
+    """The service under gunicorn (gunicorn_process); yields its URL."""
+    with gunicorn_process(settings, log) as (url, _process):
+        yield url
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`, from Linux's /proc (a gunicorn master's workers)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command in parentheses may hold anything: the fields follow its last ")".
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):  # gone meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return sorted(found)

@@ -99,6 +99,60 @@ def answers(server: Server, port: int) -> bool:
         return False
 
 
+class PrivateServer:
+    """A server of our own on a loopback port, keeping nothing on disk but in `workdir`, given
+    `extra_args` after its own (a capacity: cachebench/capacity.py): its current process,
+    which a fault may kill and restart (empty) on the same port."""
+
+    def __init__(
+        self, server: Server, port: int, workdir: Path, extra_args: Sequence[str] = ()
+    ) -> None:
+        self.server = server
+        self.port = port
+        self.workdir = workdir
+        self.extra_args = tuple(extra_args)
+        self.address = server.address.format(port=port)
+        self.process = self._start()
+
+    def restart(self) -> None:
+        """Stop the process if it still runs, then start a new one, empty, on the same port."""
+        stop(self.process)
+        self.process = self._start()
+
+    def _start(self) -> subprocess.Popen:
+        server = self.server
+        executable = shutil.which(server.executable)
+        if executable is None:
+            raise ServerUnavailable(f"{server.executable} not found: {server.install}")
+        log = self.workdir / f"{server.name}.log"
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        args = [
+            a.format(port=self.port, workdir=self.workdir, user=user)
+            for a in shlex.split(server.args)
+        ]
+        process = launch([executable, *args, *self.extra_args], log, run_environment({}))
+        try:
+            wait_until(lambda: answers(server, self.port), process, server.executable, log)
+        except BaseException:
+            stop(process)
+            raise
+        return process
+
+
+@contextmanager
+def private_instance(
+    server: Server, directory: Path | None = None, extra_args: Sequence[str] = ()
+) -> Iterator[PrivateServer]:
+    """A PrivateServer on a free loopback port, in a temporary directory; stopped on exit,
+    whichever process it then has."""
+    with tempfile.TemporaryDirectory(prefix=f"cachebench-{server.name}-", dir=directory) as workdir:
+        instance = PrivateServer(server, free_port(), Path(workdir), extra_args)
+        try:
+            yield instance
+        finally:
+            stop(instance.process)
+
+
 @contextmanager
 def private_server(
     server: Server, directory: Path | None = None, extra_args: Sequence[str] = ()
@@ -108,20 +162,8 @@ def private_server(
 
     Yields its address and process (so a test can stop it early); stopped on exit.
     """
-    executable = shutil.which(server.executable)
-    if executable is None:
-        raise ServerUnavailable(f"{server.executable} not found: {server.install}")
-    with tempfile.TemporaryDirectory(prefix=f"cachebench-{server.name}-", dir=directory) as workdir:
-        log = Path(workdir) / f"{server.name}.log"
-        port = free_port()
-        user = pwd.getpwuid(os.geteuid()).pw_name
-        args = [a.format(port=port, workdir=workdir, user=user) for a in shlex.split(server.args)]
-        process = launch([executable, *args, *extra_args], log, run_environment({}))
-        try:
-            wait_until(lambda: answers(server, port), process, server.executable, log)
-            yield server.address.format(port=port), process
-        finally:
-            stop(process)
+    with private_instance(server, directory, extra_args) as instance:
+        yield instance.address, instance.process
 
 
 @contextmanager

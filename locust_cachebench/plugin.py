@@ -31,7 +31,7 @@ from locust_cachebench.record import record, write_json
 from locust_cachebench.run import DEFAULT_HOST, LoadRun
 from locust_cachebench.seeding import SeedError, seed
 from locust_cachebench.web_ui import extend_web_ui
-from reports.history_format import RUN_FILE
+from reports.history_format import RUN_FILE, SEEDED_FILE
 
 log = logging.getLogger("loadtests")
 
@@ -142,6 +142,7 @@ class RunListeners:
             run.t_seeded_ns = time.time_ns()
             # The measured period starts now, not when seeding began.
             run.environment.stats.reset_all()
+            self.tell_seeded()
         if run.open_loop and not run.is_master:
             run.start_arrivals()
         run.cpu.start()
@@ -152,6 +153,16 @@ class RunListeners:
         while True:
             gevent.sleep(FLUSH_EVERY_S)
             self.run.history.flush()
+
+    def tell_seeded(self) -> None:
+        """Write SEEDED_FILE now: a runner times its faults from the end of seeding."""
+        directory = self.run.settings.history_dir
+        if directory is None:
+            return
+        try:
+            write_json(directory / SEEDED_FILE, {"t_seeded_ns": self.run.t_seeded_ns})
+        except OSError as exc:
+            log.error(f"could not write {directory / SEEDED_FILE}: {exc}")
 
     def on_test_stopping(self, **_kwargs: object) -> None:
         self.run.t_stop_ns = time.time_ns()

@@ -91,7 +91,44 @@ def cells(summary: pd.DataFrame, order: Sequence[str] = ()) -> pd.DataFrame:
             bound_flags({**row, "throughput_rps": throughput.mean}, backend)
         )
         rows.append(row)
-    table = pd.DataFrame(rows)
+    return _in_order(pd.DataFrame(rows), summary, order)
+
+
+def fault_cells(summary: pd.DataFrame, order: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per scenario × configuration with a fault (summary.csv's `fault` column, not
+    `none`), over its quotable repeats: the figures of reports.timeline, each the worst of
+    the repeats, and each repeat's timeline file and fault window; the caches in `order`
+    as cells() has them."""
+    if summary.empty or "fault" not in summary:
+        return pd.DataFrame()
+    summary = configurations(summary)
+    faulted = summary[(summary["fault"] != "none") & (summary["invalid"] == "")]
+    rows = []
+    for (scenario, cache), runs in faulted.groupby(["scenario", "cache"], sort=False):
+        recovery = runs["time_to_recover_s"]
+        rows.append({
+            "scenario": scenario,
+            "cache": cache,
+            "backend": runs["backend"].iloc[0],
+            "fault": runs["fault"].iloc[0],
+            "repeats": len(runs),
+            "fault_start_s": runs["fault_start_s"].median(),
+            "fault_end_s": runs["fault_end_s"].median(),
+            "availability_during": runs["availability_during"].min(),
+            "availability_after": runs["availability_after"].min(),
+            # Runs whose throughput was not back within the window (an infinite time).
+            "not_recovered": int((recovery == math.inf).sum()),
+            "time_to_recover_s": recovery.max(),
+            "stale_reads_after": int(runs["stale_reads_after"].sum()),
+            "staleness_after_max_ms": runs["staleness_after_max_ms"].max(),
+            "lost_writes": runs["lost_writes"].sum(min_count=1),
+            "runs": runs[["repeat", "timeline", "fault_start_s", "fault_end_s"]].to_dict("records"),
+        })  # fmt: skip
+    return _in_order(pd.DataFrame(rows), summary, order)
+
+
+def _in_order(table: pd.DataFrame, summary: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
+    """`table`'s cells by scenario, then configuration as cache_order ranks `summary`'s."""
     if table.empty:
         return table
     rank = {c: i for i, c in enumerate(cache_order(summary, order))}

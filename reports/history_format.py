@@ -39,3 +39,8 @@ FINAL_READS_FILE = "final-reads.csv"
 # What the Locust run says of itself at its end (see README, "The history"): among others
 # t_seeded_ns (the measured load began) and t_stop_ns (it was stopped).
 RUN_FILE = "locust-run.json"
+
+# Written by the master (or the single process) the moment seeding finished, replaced whole:
+# {"t_seeded_ns": ...}, as in RUN_FILE, for whoever times something live from it (the matrix
+# runner's faults).
+SEEDED_FILE = "seeded.json"

@@ -8,6 +8,7 @@ out (report.html from the Jinja2 template in templates/).
 import base64
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +19,10 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 from matplotlib.figure import Figure
 
-from reports.cells import cache_order, cells
+from reports.cells import cache_order, cells, fault_cells
 from reports.figures import PERCENTILES
 from reports.stats import UNSTABLE_CV, Estimate, change
+from reports.timeline import BUCKET_NS, RECOVERED
 
 LATENCY_LABELS = {"get_hit": "GET HIT", "get_miss": "GET MISS", "put": "PUT"}  # the tables
 CHARTED_LATENCY = "all"  # the chart: every operation
@@ -265,6 +267,96 @@ def curve_sections(cell_table: pd.DataFrame, chart_dir: Path) -> list[Section]:
     return sections
 
 
+def faults_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The figures of each faulted cell (reports.cells.fault_cells), worded for the reader."""
+    rows = []
+    for c in table.itertuples():
+        if c.not_recovered:
+            recovery = f"not within the window ({c.not_recovered} of {c.repeats} runs)"
+        elif pd.isna(c.time_to_recover_s):
+            recovery = "– (less than a second of the window before or after the fault)"
+        else:
+            recovery = f"{c.time_to_recover_s:.2f}"
+        rows.append({
+            "scenario": c.scenario,
+            "configuration": c.cache,
+            "runs": c.repeats,
+            "fault, s into the window": f"{c.fault_start_s:.2f}–{c.fault_end_s:.2f}",
+            "availability during / after (lowest)": (
+                f"{_share(c.availability_during)} / {_share(c.availability_after)}"
+            ),
+            "time to recover s (longest)": recovery,
+            "stale reads after (max age ms)": (
+                f"{c.stale_reads_after} ({c.staleness_after_max_ms:.0f})"
+                if c.stale_reads_after else "0"
+            ),
+            "lost writes": "–" if pd.isna(c.lost_writes) else int(c.lost_writes),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _share(value: float) -> str:
+    """A share where 99.96 % must not read 100 %."""
+    if value is None or math.isnan(value):
+        return "–"
+    return "100%" if value == 1 else f"{math.floor(value * 1000) / 10:.1f}%"
+
+
+def timeline_charts(table: pd.DataFrame, out: Path, directory: Path) -> list[Path]:
+    """One chart per faulted cell: each repeat's timeline (its file, relative to `out`), the
+    fault's window shaded."""
+    directory.mkdir(parents=True, exist_ok=True)
+    panels = (
+        ("throughput_rps", "ops/s"),
+        ("errors", "errors"),
+        ("bypass_share", "BYPASS share"),
+        ("stale_reads", "stale reads"),
+    )
+    paths = []
+    for cell in table.itertuples():
+        fig = Figure(figsize=(8, 6))
+        axes = fig.subplots(len(panels), 1, sharex=True)
+        for run in cell.runs:
+            series = pd.read_csv(out / run["timeline"])
+            for ax, (column, _) in zip(axes, panels, strict=True):
+                ax.step(series["t_s"], series[column], where="post", label=f"r{run['repeat']}")
+                ax.axvspan(run["fault_start_s"], run["fault_end_s"], color="tab:red", alpha=0.1)
+        for ax, (_, label) in zip(axes, panels, strict=True):
+            ax.set_ylabel(label)
+        axes[0].set_title(
+            f"{cell.cache} × {cell.scenario}, per {BUCKET_NS / 1e6:.0f} ms (fault shaded)"
+        )
+        axes[0].legend(fontsize=8)
+        axes[-1].set_xlabel("seconds into the measured window")
+        name = re.sub(r"[^A-Za-z0-9_-]+", "_", f"timeline-{cell.scenario}-{cell.cache}")
+        paths.append(_save(fig, directory / f"{name}.png"))
+    return paths
+
+
+def faults_section(summary: pd.DataFrame, metadata: dict, out: Path) -> Section:
+    table = fault_cells(summary, metadata["options"].get("caches", ()))
+    paragraphs = [
+        "Each fault is a configuration of its own (`[fault=…]`), beside the calm run "
+        "(`[fault=none]`) in the tables above. **Availability** is the share of operations "
+        "answered (not 5xx, not a timeout or transport error): during the fault, of those in "
+        "flight while it was in effect; after it, of those sent after it ended. **Time to "
+        "recover** runs from the end of the fault to the first second whose throughput is "
+        f"back to {RECOVERED:.0%} of the median second before the fault. **Stale reads "
+        "after** the fault are the lost-invalidation hazard: a write whose invalidation did "
+        "not reach the cache leaves the old value there until the TTL. **Lost writes** must "
+        "be 0 for every fault: an acknowledged write is never lost. Each figure is the worst "
+        "of the repeats."
+    ]
+    paragraphs += [
+        f"`{cell}` was not run: {why}." for cell, why in metadata.get("not_applicable", {}).items()
+    ]
+    if table.empty:
+        paragraphs.append("No faulted run finished with figures that can be quoted.")
+        return Section("Faults", paragraphs)
+    images = timeline_charts(table, out, out / "charts")
+    return Section("Faults", paragraphs, faults_table(table), images)
+
+
 def _half_width(e: Estimate) -> float:
     return 0.0 if math.isnan(e.high) else e.high - e.mean
 
@@ -277,8 +369,10 @@ def _save(fig: Figure, path: Path) -> Path:
 
 def build_sections(
     summary: pd.DataFrame, metadata: dict, skipped: dict[str, str], failures: list[str],
-    chart_dir: Path,
+    out: Path,
 ) -> list[Section]:  # fmt: skip
+    """The report's sections; charts go to `out`/charts."""
+    chart_dir = out / "charts"
     order = metadata["options"].get("caches", ())
     cell_table = cells(summary, order)
     options = metadata["options"]
@@ -327,6 +421,8 @@ def build_sections(
             "at the client: users ÷ mean latency bounds the throughput of users without think "
             "time; well below it, the load generator loses time between requests."
         )
+    if options.get("faults"):
+        sections.append(faults_section(summary, metadata, out))
     not_quoted = summary[summary["invalid"] != ""] if not summary.empty else summary
     problems = [f"`{r.cache}` × `{r.scenario}` repeat {r.repeat}: {r.invalid}"
                 for r in not_quoted.itertuples()]  # fmt: skip
@@ -397,7 +493,7 @@ def write_report(
     failures: list[str],
 ) -> tuple[Path, Path]:  # fmt: skip
     """Write report.md, report.html and the charts into `out`; returns the two reports."""
-    sections = build_sections(summary, metadata, skipped, failures, out / "charts")
+    sections = build_sections(summary, metadata, skipped, failures, out)
     title = "cachebench: what the cache buys and what it costs"
     markdown, page = out / "report.md", out / "report.html"
     markdown.write_text(render_markdown(title, sections, out))

@@ -33,7 +33,7 @@ with mock.patch.dict(os.environ, {"LOCUST_SKIP_MONKEY_PATCH": "1"}):
     from locust_cachebench.run import LoadRun
 
 from cachebench.processes import free_port
-from reports.history_format import RUN_FILE
+from reports.history_format import RUN_FILE, SEEDED_FILE
 
 
 def locust_parser():
@@ -207,6 +207,23 @@ def test_a_run_that_could_not_seed_measured_nothing(environment):
     assert env.cachebench.error.startswith(f"seeding {env.host} failed (2 PUTs), first: PUT ")
     request(env, failed=True)  # whatever Locust counted, a threshold cannot pass it
     assert quit_locust(env) == 2
+
+
+def test_the_end_of_seeding_is_written_at_once(environment, tmp_path, serve):
+    """Before the run ends: the matrix runner times its faults from it."""
+    env = environment("--keys", "2", "--history-dir", str(tmp_path), host=serve())
+    env.events.test_start.fire(environment=env)
+    assert env.cachebench.error is None
+    seeded = json.loads((tmp_path / SEEDED_FILE).read_text())
+    assert seeded == {"t_seeded_ns": env.cachebench.t_seeded_ns}
+
+
+def test_a_run_that_could_not_seed_writes_no_end_of_seeding(environment, tmp_path):
+    env = environment("--keys", "2", "--history-dir", str(tmp_path),
+                      host=f"http://127.0.0.1:{free_port()}")  # fmt: skip
+    env.events.test_start.fire(environment=env)
+    assert env.cachebench.error is not None
+    assert not (tmp_path / SEEDED_FILE).exists()
 
 
 def test_the_run_record(environment, tmp_path):

@@ -1,5 +1,6 @@
 """The report, from a summary of runs: sections, verdicts, bounds, charts, self-contained HTML."""
 
+import math
 import re
 
 import pandas as pd
@@ -97,3 +98,57 @@ def test_html_words_the_sections_as_markdown_does_and_escapes_messages(summary, 
     assert "&lt;script&gt;alert(1)&lt;/script&gt; <strong>lost</strong>" in html
     assert "[see](http://example.com/)" in html  # a link stays text: nothing loads from afar
     assert "<td>none</td><td>42 [40–44]</td>" in html
+
+
+def faulted_summary(out) -> pd.DataFrame:
+    """redis calm and with a stall, three repeats; the stalled runs' timelines in `out`."""
+    rows = []
+    recoveries = {1: 0.5, 2: 1.25, 3: math.inf}
+    for repeat in (1, 2, 3):
+        rows.append(run_row("redis", "mixed", repeat, 700.0, variant="fault=none", fault="none"))
+        path = f"histories/redis-mixed-cache-stall-r{repeat}/timeline.csv"
+        (out / path).parent.mkdir(parents=True)
+        pd.DataFrame({
+            "t_s": [0, 0.25, 0.5, 0.75], "throughput_rps": [400, 0, 0, 380],
+            "errors": [0, 3, 1, 0], "bypass_share": [0, 1, 1, 0], "stale_reads": [0, 0, 0, 2],
+            "in_fault": [False, True, True, False],
+        }).to_csv(out / path, index=False)  # fmt: skip
+        rows.append(run_row(
+            "redis", "mixed", repeat, 300.0, variant="fault=cache-stall", fault="cache-stall",
+            fault_start_s=0.25, fault_end_s=0.75, availability_during=0.9 + repeat / 100,
+            availability_after=0.9996, baseline_rps=100.0, time_to_recover_s=recoveries[repeat],
+            stale_reads_after=repeat - 1, staleness_after_max_ms=300.0 * repeat, timeline=path,
+        ))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_the_faults_section_sets_each_fault_beside_the_calm_run(tmp_path):
+    metadata = {
+        **METADATA,
+        "options": {**METADATA["options"], "faults": ["cache-stall"]},
+        "not_applicable": {"simple [fault=cache-stall]": "`simple` has no cache server"},
+    }
+    markdown, page = write_report(tmp_path, faulted_summary(tmp_path), metadata, {}, [])
+    text = markdown.read_text()
+    faults = text.split("\n## Faults\n")[1].split("\n## ")[0]
+    assert "`simple [fault=cache-stall]` was not run: `simple` has no cache server." in faults
+    row = next(line for line in faults.splitlines() if line.startswith("| mixed |"))
+    assert row.split(" | ")[1:] == [
+        "redis [fault=cache-stall]",
+        "3",
+        "0.25–0.75",
+        "91.0% / 99.9%",  # the lowest of the repeats; 99.96 % is not 100 %
+        "not within the window (1 of 3 runs)",
+        "3 (900)",  # 0 + 1 + 2 stale reads, the oldest 900 ms
+        "0 |",
+    ]
+    chart = tmp_path / "charts" / "timeline-mixed-redis_fault_cache-stall_.png"
+    assert chart.stat().st_size > 0
+    assert f"({chart.relative_to(tmp_path)})" in faults
+    assert "| redis [fault=none] |" in text  # the calm run, in the scenario's table
+    assert page.read_text().count("data:image/png;base64,") == 3 + 1
+
+
+def test_a_report_without_faults_has_no_faults_section(summary, tmp_path):
+    markdown, _ = write_report(tmp_path, summary, METADATA, {}, [])
+    assert "## Faults" not in markdown.read_text()
