@@ -93,8 +93,11 @@ def classify_final_reads(
 
 
 def _judged(reads: pd.DataFrame) -> np.ndarray:
+    # A 2xx without a name read nothing: its body was not a video (a worker killed while
+    # answering cuts the body short after the headers), and the client failed it.
     status = reads["status"]
-    return (status.between(200, 299) | (status == 404)).to_numpy()
+    read_a_name = status.between(200, 299) & (reads["value"] != "")
+    return (read_a_name | (status == 404)).to_numpy()
 
 
 def _latest_supersession(

@@ -62,8 +62,8 @@ def test_cache_threshold_reaches_cachelib(make_app, backend):
 @pytest.mark.redis
 def test_a_sized_redis_answers_with_its_maxmemory_and_policy(session_servers):
     session_servers("redis")  # or skip, or fail under CI, as the other Redis tests
-    with sized_server("redis", 1000, "allkeys-lfu", 3) as (address, given):
-        client = redis.Redis.from_url(address)
+    with sized_server("redis", 1000, "allkeys-lfu", 3) as (server, given):
+        client = redis.Redis.from_url(server.address)
         assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "allkeys-lfu"}
         assert int(client.config_get("maxmemory")["maxmemory"]) == given["redis_maxmemory"]
         assert 50 < given["redis_bytes_per_entry"] < 500
@@ -73,8 +73,8 @@ def test_a_sized_redis_answers_with_its_maxmemory_and_policy(session_servers):
 @pytest.mark.memcached
 def test_a_sized_memcached_gets_whole_megabytes(session_servers):
     session_servers("memcached")
-    with sized_server("memcached", 3 * MEMCACHED_ENTRIES_PER_MB, "lru", 3) as (address, given):
-        host, port = address.split(":")
+    with sized_server("memcached", 3 * MEMCACHED_ENTRIES_PER_MB, "lru", 3) as (server, given):
+        host, port = server.address.split(":")
         with socket.create_connection((host, int(port)), timeout=5) as sock:
             sock.sendall(b"stats\r\n")
             stats = b""

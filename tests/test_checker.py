@@ -228,6 +228,12 @@ def test_a_read_of_a_write_invoked_after_the_read_completed_is_a_future_read():
     assert verdicts(h) == [FUTURE, OK]
 
 
+def test_a_200_whose_body_was_not_a_video_read_nothing_and_is_not_judged():
+    """A worker killed while answering: the headers (200) came, the body was cut short."""
+    h = history(put(2, "A", 0, 10), get(2, "", 20, 30, status=200))
+    assert verdicts(h) == [UNJUDGED]
+
+
 @pytest.mark.parametrize("status", [0, 500, 503, 400, 405])
 def test_a_get_that_failed_is_not_judged(status):
     h = history(put(2, "A", 0, 10), put(2, "B", 20, 30), get(2, "A", 40, 50, status=status))

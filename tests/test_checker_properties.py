@@ -215,7 +215,8 @@ def reference_verdicts(h: pd.DataFrame, skew: int = 0) -> list[tuple[str, int | 
 
     result = []
     for read in h[h["op"] == "get"].itertuples():
-        if not (200 <= read.status < 300 or read.status == 404):
+        # A 2xx without a name read nothing (its body was not a video).
+        if not ((200 <= read.status < 300 and read.value != "") or read.status == 404):
             result.append(("unjudged", None))
             continue
         value = None if read.status == 404 else read.value
