@@ -38,6 +38,7 @@ from cachebench.capacity import (
 )
 from cachebench.metadata import collect, run_conditions
 from cachebench.processes import ServerError, gunicorn_service, run_environment, stop
+from cachebench.resources import probes, sampling
 from cachebench.scenarios import default_scenarios, scenarios
 from cachebench.servers import SERVERS, ServerUnavailable, needed, server_address
 from locust_cachebench.options import keys_count, seed_choice, zipf_exponent
@@ -54,6 +55,7 @@ from reports.history import (
 from reports.history_format import RUN_FILE
 from reports.redact import redact
 from reports.report import write_report
+from reports.resources import drift, leaks, per_second_throughput, read_resources
 from reports.stats import UNSTABLE_CV, estimate
 from reports.theory import che_hit_rate, popularity, top_c_hit_rate
 from service import create_app
@@ -425,6 +427,7 @@ def run_one(run: Run, options: Options, addresses: Mapping[str, str], progress: 
             else:
                 log = run_dir / "gunicorn.log"
                 url = stack.enter_context(gunicorn_service(settings, log))
+                stack.enter_context(sampling(run_dir, probes(settings)))
             run_locust(run, options, url, run_dir, progress)
         if not options.host:
             final_reads(settings, read_history(run_dir), run_dir)
@@ -551,6 +554,7 @@ def summarize(run: Run, options: Options, run_dir: Path, conditions: dict) -> di
         "loadgen_cpu_warning": bool(info.get("cpu_warning")),
         "arrivals_waited_share": _share(info.get("arrivals_waited"), info.get("arrivals_sent")),
         **run_figures,
+        **soak_figures(history, window, run_dir),
     }
     users = info.get("user_count") or options.users
     # A server the runner did not start is served as it is, not as the options say.
@@ -562,6 +566,19 @@ def summarize(run: Run, options: Options, run_dir: Path, conditions: dict) -> di
     row.update(run_bounds(history, window, shape, run_figures))
     row["invalid"] = invalid_reason(row, options)
     return row
+
+
+def soak_figures(history: pd.DataFrame, window: tuple[int, int], run_dir: Path) -> dict:
+    """The run's growing resources (`leaks`, `;`-separated), its throughput drift from the
+    first to the last tenth of the window and whether that is beyond the noise (see
+    reports/resources.py), and where its history is (`history`, relative to the output)."""
+    relative_drift, beyond = drift(per_second_throughput(history, *window))
+    return {
+        "leaks": ";".join(leaks(read_resources(run_dir))),
+        "throughput_drift": relative_drift,
+        "throughput_drifted": beyond,
+        "history": f"histories/{run_dir.name}",
+    }
 
 
 def capacity_figures(run_dir: Path, keys: int, options: Options) -> dict:
