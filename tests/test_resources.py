@@ -88,10 +88,11 @@ def test_per_second_throughput_counts_whole_seconds_of_the_window():
 
 
 def test_intervals_give_throughput_hit_rate_and_p99_per_interval():
-    ops = history([0.1, 0.2, 0.3, 0.4, 1.5], ["HIT", "MISS", "HIT", "HIT", "MISS"])
+    ops = history([0.1, 0.2, 0.3, 0.4, 1.5, 1.6], ["HIT", "MISS", "HIT", "HIT", "MISS", "HIT"])
+    ops["status"] = [200, 200, 404, 200, 200, 0]  # a cached 404 is a hit; no answer is none
     series = intervals(ops, 0, 2_000_000_000, count=2)
     assert series["t_s"].tolist() == [1.0, 2.0]
-    assert series["throughput"].tolist() == [4.0, 1.0]
+    assert series["throughput"].tolist() == [4.0, 2.0]
     assert series["hit_rate"].tolist() == [0.75, 0.0]
     assert series["p99_ms"].tolist() == pytest.approx([10.0, 10.0])
 
