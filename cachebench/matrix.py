@@ -39,6 +39,7 @@ from cachebench.capacity import (
 from cachebench.faults import NONE, Fault, Target, injected, not_applicable, parse_fault, read_fault
 from cachebench.metadata import collect, run_conditions
 from cachebench.processes import ServerError, gunicorn_process, run_environment, stop
+from cachebench.resources import probes, sampling
 from cachebench.scenarios import default_scenarios, scenarios
 from cachebench.servers import SERVERS, ServerUnavailable, needed, private_instance, server_address
 from locust_cachebench.options import keys_count, seed_choice, zipf_exponent
@@ -55,6 +56,7 @@ from reports.history import (
 from reports.history_format import RUN_FILE
 from reports.redact import redact
 from reports.report import write_report
+from reports.resources import drift, leaks, per_second_throughput, read_resources
 from reports.stats import UNSTABLE_CV, estimate
 from reports.theory import che_hit_rate, popularity, top_c_hit_rate
 from reports.timeline import fault_figures, timeline
@@ -496,6 +498,7 @@ def run_one(run: Run, options: Options, addresses: Mapping[str, str], progress: 
             else:
                 log = run_dir / "gunicorn.log"
                 url, gunicorn = stack.enter_context(gunicorn_process(settings, log))
+                stack.enter_context(sampling(run_dir, probes(settings)))
             if fault is not None:
                 target = Target(gunicorn, server, workdir / "cache", workdir / "videos.sqlite")
                 stack.enter_context(
@@ -628,6 +631,7 @@ def summarize(run: Run, options: Options, run_dir: Path, conditions: dict) -> di
         "loadgen_cpu_warning": bool(info.get("cpu_warning")),
         "arrivals_waited_share": _share(info.get("arrivals_waited"), info.get("arrivals_sent")),
         **run_figures,
+        **soak_figures(history, window, run_dir),
     }
     if run_fault(run, options) is not None:
         row.update(faulted_figures(history, window, run_dir, options.out))
@@ -641,6 +645,19 @@ def summarize(run: Run, options: Options, run_dir: Path, conditions: dict) -> di
     row.update(run_bounds(history, window, shape, run_figures))
     row["invalid"] = invalid_reason(row, options)
     return row
+
+
+def soak_figures(history: pd.DataFrame, window: tuple[int, int], run_dir: Path) -> dict:
+    """The run's growing resources (`leaks`, `;`-separated), its throughput drift from the
+    first to the last tenth of the window and whether that is beyond the noise (see
+    reports/resources.py), and where its history is (`history`, relative to the output)."""
+    relative_drift, beyond = drift(per_second_throughput(history, *window))
+    return {
+        "leaks": ";".join(leaks(read_resources(run_dir))),
+        "throughput_drift": relative_drift,
+        "throughput_drifted": beyond,
+        "history": f"histories/{run_dir.name}",
+    }
 
 
 def capacity_figures(run_dir: Path, keys: int, options: Options) -> dict:

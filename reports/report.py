@@ -21,6 +21,15 @@ from matplotlib.figure import Figure
 
 from reports.cells import cache_order, cells, fault_cells
 from reports.figures import PERCENTILES
+from reports.history import read_history, run_window
+from reports.resources import (
+    DRIFT_NOISE_FACTOR,
+    DRIFT_SHARE,
+    GROWTH_SHARE,
+    intervals,
+    read_resources,
+    resource_chart,
+)
 from reports.stats import UNSTABLE_CV, Estimate, change
 from reports.timeline import BUCKET_NS, RECOVERED
 
@@ -357,6 +366,45 @@ def faults_section(summary: pd.DataFrame, metadata: dict, out: Path) -> Section:
     return Section("Faults", paragraphs, faults_table(table), images)
 
 
+def soak_sections(
+    summary: pd.DataFrame, options: dict, out: Path, chart_dir: Path
+) -> list[Section]:
+    """Each first repeat's resources over time beside its throughput, hit rate and p99 per
+    interval, with the resources that grew and the throughput's drift (reports/resources.py)."""
+    if "history" not in summary or summary.empty:
+        return []
+    firsts = summary[(summary["repeat"] == summary["repeat"].min()) & (summary["invalid"] == "")]
+    table, images = [], []
+    for row in firsts.itertuples():
+        run_dir = out / row.history
+        if read_resources(run_dir) is None:
+            continue
+        start, end = run_window(run_dir, options["warmup_s"], options["duration_s"])
+        series = intervals(read_history(run_dir), start, end)
+        name = Path(row.history).name
+        chart_dir.mkdir(parents=True, exist_ok=True)
+        images.append(resource_chart(
+            name, series, read_resources(run_dir), start, chart_dir / f"resources-{name}.png"
+        ))  # fmt: skip
+        drift = row.throughput_drift
+        table.append({
+            "run": name,
+            "growing (no levelling off)": (row.leaks if isinstance(row.leaks, str) else "")
+            or "none",
+            "throughput drift, first → last tenth": "n/a" if pd.isna(drift)
+            else f"{drift:+.1%}" + (" ⚠ beyond the noise" if row.throughput_drifted else ""),
+        })  # fmt: skip
+    if not table:
+        return []
+    return [Section("Resources over the run", [
+        "Sampled every second by the runner (resources.csv of each run). A resource **grows** "
+        f"when its last tenth's median is over {GROWTH_SHARE:.0%} above the middle tenth's "
+        "and still rising at the end; throughput **drifts** when its first and last tenths' "
+        f"medians differ by more than {DRIFT_NOISE_FACTOR:g}× their spread and "
+        f"{DRIFT_SHARE:.0%}. The first repeat of each configuration is drawn.",
+    ], pd.DataFrame(table), images)]  # fmt: skip
+
+
 def _half_width(e: Estimate) -> float:
     return 0.0 if math.isnan(e.high) else e.high - e.mean
 
@@ -410,6 +458,8 @@ def build_sections(
     if not cell_table.empty:
         sections.append(Section("Charts", images=charts(cell_table, chart_dir, order)))
         sections.extend(curve_sections(cell_table, chart_dir))
+        # The charts directory is in the output, beside the runs' histories.
+        sections.extend(soak_sections(summary, options, chart_dir.parent, chart_dir))
         for scenario in dict.fromkeys(cell_table["scenario"]):
             scenario_cells = cell_table[cell_table["scenario"] == scenario]
             sections.append(Section(f"Bounds, `{scenario}`", [], bounds_table(scenario_cells)))

@@ -32,6 +32,7 @@ from cachebench.metadata import cpu_list
 from cachebench.processes import ServerError
 from cachebench.scenarios import default_scenarios
 from cachebench.servers import SERVERS, needed
+from reports.resources import read_resources
 from service.settings import CACHE_BACKENDS
 
 CACHEBENCH = Path(sys.executable).with_name("cachebench")
@@ -357,8 +358,28 @@ def test_quick_run_writes_a_complete_report(quick_run):
     for heading in ("How this was measured", "Scenario `read_heavy`", "Charts",
                     "Bounds, `read_heavy`", "Definitions", "Metadata"):  # fmt: skip
         assert f"\n## {heading}\n" in report
+    assert "\n## Resources over the run\n" in report
     page = (quick_run / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 3
+    # The three charts of the cells, and each run's resources over time.
+    assert page.count("data:image/png;base64,") == 3 + len(CACHE_BACKENDS)
+
+
+@needs_every_server
+def test_quick_run_samples_each_run_s_resources(quick_run):
+    for cache in CACHE_BACKENDS:
+        resources = read_resources(quick_run / "histories" / f"{cache}-read_heavy-r1")
+        assert resources is not None, cache
+        assert (resources["gunicorn_rss_bytes"] > 0).any(), cache
+        assert (resources["gunicorn_workers"] == Options().workers).any(), cache
+        assert (resources["locust_rss_bytes"] > 0).any(), cache
+        assert (resources["store_bytes"] > 0).any(), cache
+        if cache in ("redis", "memcached"):
+            assert (resources["cache_keys"] > 0).any(), cache
+            assert (resources["cache_used_bytes"] > 0).any(), cache
+        if cache == "filesystem":
+            assert (resources["fs_entries"] > 0).any(), cache
+    summary = pd.read_csv(quick_run / "summary.csv", keep_default_na=False)
+    assert {"leaks", "throughput_drift", "throughput_drifted", "history"} <= set(summary)
     metadata = json.loads((quick_run / "metadata.json").read_text())
     assert metadata["options"]["repeats"] == 1
     assert metadata["options"]["keys"] == [20]
