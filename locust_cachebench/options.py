@@ -59,13 +59,18 @@ def _one_of(value: Any, choices: tuple[str, ...]) -> str:
     return value
 
 
-def keys_count(value: Any) -> int:
+def _count(value: Any, maximum: int | None = None) -> int:
+    """A whole number from 1 to `maximum` (no upper bound when None)."""
     number = _whole_number(value)
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {value!r}")
-    if number > MAX_KEYS:
-        raise argparse.ArgumentTypeError(f"must be a whole number <= {MAX_KEYS}, not {value!r}")
+    if maximum is not None and number > maximum:
+        raise argparse.ArgumentTypeError(f"must be a whole number <= {maximum}, not {value!r}")
     return number
+
+
+def keys_count(value: Any) -> int:
+    return _count(value, MAX_KEYS)
 
 
 def zipf_exponent(value: Any) -> float:
@@ -92,10 +97,7 @@ def arrival_rate(value: Any) -> float:
 
 
 def in_flight_cap(value: Any) -> int:
-    number = _whole_number(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {value!r}")
-    return number
+    return _count(value)
 
 
 def key_distribution(value: Any) -> str:
