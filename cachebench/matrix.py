@@ -678,7 +678,7 @@ def summarize(run: Run, options: Options, run_dir: Path, conditions: dict) -> di
         **dict(run.variant),
         "keys": keys,
         "work_ms": run_work_ms(run, options),
-        "extra_store_reads": extra_store_reads(dict(run.variant)),
+        "extra_store_reads": extra_store_reads(run.cache, dict(run.variant)),
         **capacity_figures(run_dir, keys, options),
         "repeat": run.repeat,
         **conditions,

@@ -318,8 +318,9 @@ VISIBILITY_LABELS = {"visibility_1pct_ms": "visible to 99% ms", "visibility_01pc
 def dose_response_table(sweep: pd.DataFrame) -> pd.DataFrame:
     """The sweep as a table: one row per scenario and line, one column per work time."""
     rows = []
+    times = {f"{t:g} ms": "–" for t in sorted(sweep["work_ms"].unique())}  # "–": not measured
     for (scenario, line), points in sweep.groupby(["scenario", "line"], sort=False):
-        row = {"scenario": scenario, "configuration": line}
+        row = {"scenario": scenario, "configuration": line, **times}
         for p in points.itertuples():
             row[f"{p.work_ms:g} ms"] = f"{_rate(p.stale_rate)} ({p.stale_reads})"
         rows.append(row)
@@ -343,9 +344,20 @@ def dose_response_chart(sweep: pd.DataFrame, path: Path) -> Path:
     return _save(fig, path)
 
 
-def strategies_sections(summary: pd.DataFrame, options: dict, chart_dir: Path) -> list[Section]:
+def refused_strategies(metadata: dict) -> list[str]:
+    """The configurations whose strategy does not apply to their cache, so were not run: the
+    service refuses them in its own words, which name the setting first."""
+    return [
+        f"`{cell}` was not run: {why}."
+        for cell, why in metadata.get("not_applicable", {}).items()
+        if why.startswith(("CACHE_INVALIDATION=", "CACHE_FILL="))
+    ]
+
+
+def strategies_sections(summary: pd.DataFrame, metadata: dict, chart_dir: Path) -> list[Section]:
     """The strategies' table and, with more than one work time, the race-window sweep."""
-    table = strategy_cells(summary)
+    options = metadata["options"]
+    table = strategy_cells(summary, options.get("caches", ()))
     if table.empty:
         return []
     sections = [Section("Invalidation and fill strategies", [
@@ -355,6 +367,7 @@ def strategies_sections(summary: pd.DataFrame, options: dict, chart_dir: Path) -
         "answers of it, in the order the GETs were sent (an expiry or a write, then the "
         "GETs until one finds it filled again): more than one miss per refill is a stampede; "
         "the p99 beside it is of the GETs of that key in flight during a refill.",
+        *refused_strategies(metadata),
     ], strategies_table(table))]  # fmt: skip
     sweep = dose_response(summary)
     if not sweep.empty:
@@ -563,7 +576,7 @@ def build_sections(
     if not cell_table.empty:
         sections.append(Section("Charts", images=charts(cell_table, chart_dir, order)))
         sections.extend(curve_sections(cell_table, chart_dir))
-        sections.extend(strategies_sections(summary, options, chart_dir))
+        sections.extend(strategies_sections(summary, metadata, chart_dir))
         # The charts directory is in the output, beside the runs' histories.
         sections.extend(soak_sections(summary, options, chart_dir.parent, chart_dir))
         for scenario in dict.fromkeys(cell_table["scenario"]):

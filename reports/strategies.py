@@ -4,6 +4,7 @@ against the work time. Numbers only; report.py words them.
 """
 
 import math
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -24,13 +25,14 @@ def _quotable(summary: pd.DataFrame) -> pd.DataFrame:
     return named[named["invalid"] == ""]
 
 
-def strategy_cells(summary: pd.DataFrame) -> pd.DataFrame:
-    """cells() of a matrix with strategies, each row with its `invalidation`, `fill` and
-    `work_ms` ("" where the run had none), `extra_store_reads`, `misses_per_refill` (MISS
-    answers over refills, pooled over the repeats) and the MEDIANS it has."""
+def strategy_cells(summary: pd.DataFrame, order: Sequence[str] = ()) -> pd.DataFrame:
+    """cells() of a matrix with strategies (the caches in `order`, as cells() has them), each
+    row with its `invalidation`, `fill` and `work_ms` ("" where the run had none),
+    `extra_store_reads`, `misses_per_refill` (MISS answers over refills, pooled over the
+    repeats) and the MEDIANS it has."""
     if not has_strategies(summary):
         return pd.DataFrame()
-    table = cells(summary)
+    table = cells(summary, order)
     if table.empty:
         return table
     quotable = _quotable(summary)

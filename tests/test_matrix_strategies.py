@@ -61,8 +61,9 @@ def test_a_run_gets_its_own_work_time_and_strategies(tmp_path):
     settings = service_settings(options, run, tmp_path, {})
     assert (settings["VIDEOS_WORK_MS"], settings["CACHE_INVALIDATION"]) == (50, "versioned")
     assert settings["CACHE_FILL"] == "xfetch"
-    assert extra_store_reads(dict(run.variant)) == 1
-    assert extra_store_reads({}) == 0
+    assert extra_store_reads("redis", dict(run.variant)) == 1
+    assert extra_store_reads("redis", {}) == 0
+    assert extra_store_reads("none", {}) is None
 
 
 def replace_scenarios(options):
