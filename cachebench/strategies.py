@@ -42,7 +42,7 @@ def not_applicable(cache: str, strategy: str, variant: Mapping[str, str]) -> str
 
 def extra_store_reads(cache: str, variant: Mapping[str, str]) -> int | None:
     """The store reads a GET makes beyond the tutorial's under the run's invalidation, as
-    the service's strategy declares them (counted on the servers: see the README); None for
+    the service's strategy declares them (and tests/test_strategies.py counts); None for
     a backend that caches nothing, where every GET reads the store."""
     if cache not in applies_to("invalidation"):
         return None

@@ -51,7 +51,8 @@ class Delete:
 
     leases = False  # whether `read` elects one filler per key (service/fill.py's lock)
     # Store reads per GET beyond the tutorial's (its view's one, on a miss), hit or miss: the
-    # comparison's table puts them beside what the strategy buys.
+    # comparison's table puts them beside what the strategy buys (tests/test_strategies.py
+    # counts them on SQLite).
     extra_store_reads = 0
 
     def __init__(self, app: Flask) -> None:
