@@ -334,8 +334,12 @@ def dose_response_chart(sweep: pd.DataFrame, path: Path) -> Path:
     fig = Figure(figsize=(6 * len(scenarios), 4))
     axes = fig.subplots(1, len(scenarios), squeeze=False)
     for ax, scenario in zip(axes[0], scenarios, strict=True):
-        for line, points in sweep[sweep["scenario"] == scenario].groupby("line", sort=False):
-            ax.plot(points["work_ms"], points["stale_rate"] * 100, marker="o", label=line)
+        lines = sweep[sweep["scenario"] == scenario].groupby("line", sort=False)
+        # Markers and dashes of their own: lines at 0 (lease, versioned) lie on each other.
+        for (line, points), marker, dashes in zip(lines, "osD^vP*X", ("-", "--", ":", "-.") * 2,
+                                                  strict=False):  # fmt: skip
+            ax.plot(points["work_ms"], points["stale_rate"] * 100, marker=marker,
+                    linestyle=dashes, markerfacecolor="none", label=line)  # fmt: skip
         ax.set_xlabel("work time, ms (the race window with --work-phase after-read)")
         ax.set_ylabel("stale reads, % of judged reads")
         ax.set_ylim(bottom=0)
