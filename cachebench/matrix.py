@@ -146,10 +146,9 @@ class Options:
             dimensions.append(("keys", tuple(map(str, self.keys))))
         if len(self.work_ms) > 1:
             dimensions.append(("work_ms", tuple(map(str, self.work_ms))))
-        if self.invalidations:
-            dimensions.append(("invalidation", self.invalidations))
-        if self.fills:
-            dimensions.append(("fill", self.fills))
+        for name in STRATEGY_DIMENSIONS:  # each from its option, `invalidations`, `fills`
+            if getattr(self, f"{name}s"):
+                dimensions.append((name, getattr(self, f"{name}s")))
         if self.capacities:
             dimensions.append(("capacity", self.capacities))
         if self.eviction_policies:
@@ -166,10 +165,7 @@ class Options:
 DIMENSION_APPLIES = {
     "capacity": lambda cache: cache in EVICTION,
     "policy": lambda cache: cache == "redis",
-    **{
-        name: lambda cache, name=name: cache in applies_to(name)
-        for name in ("invalidation", "fill")
-    },
+    **{name: lambda cache, name=name: cache in applies_to(name) for name in STRATEGY_DIMENSIONS},
 }
 
 
@@ -188,9 +184,8 @@ SERVICE_OPTIONS = (
     ("threads", "--threads", "SERVICE_THREADS"),
 )
 # The strategy dimensions' options: (option's field, its flag, the setting of each value).
-STRATEGY_OPTIONS = (
-    ("invalidations", "--invalidations", "CACHE_INVALIDATION"),
-    ("fills", "--fills", "CACHE_FILL"),
+STRATEGY_OPTIONS = tuple(
+    (f"{name}s", f"--{name}s", setting) for name, setting in STRATEGY_DIMENSIONS.items()
 )
 STRATEGY_SETTINGS = tuple(STRATEGY_DIMENSIONS.values())
 # The options handed to Locust, checked by the load tests' own rules.
