@@ -1,11 +1,14 @@
 """The stampede figures of a run's hottest key, from what the clients saw (X-Cache): how many
 GETs missed it each time it was refilled, and what the GETs waited meanwhile.
 
-A **refill** is a run of consecutive MISS answers of the key, in the order the GETs were
-sent: from an expiry or an invalidation to the GET that finds the key filled again. Without
-protection every GET sent while the view runs misses (a stampede); with one filler per key
-(CACHE_FILL=lock) the others wait and then hit, and with early recomputation (xfetch) one
-GET refreshes the entry while the others still hit the old one.
+A **refill** starts with a GET that misses the key (after an expiry or an invalidation) and
+lasts until that GET is answered, by which time its view has run and its fill is stored:
+the MISS answers of GETs sent meanwhile are the refill's too. Without protection every GET
+sent while the view runs misses (a stampede); with one filler per key (CACHE_FILL=lock) the
+others wait and then hit, and with early recomputation (xfetch) one GET refreshes the entry
+while the others still hit the old one. The order the GETs were sent in decides, not the
+order of their answers: GETs sent as the entry expires reach the cache in no fixed order,
+some before the expiry (HIT), some after (MISS).
 """
 
 import numpy as np
@@ -20,20 +23,20 @@ NAMES = (
 
 
 def refills(gets: pd.DataFrame) -> pd.DataFrame:
-    """The refills of one key, from its answered GETs (`op`, `cache`, `t_invoke_ns`,
+    """The refills of one key, from its answered GETs (`cache`, `t_invoke_ns`,
     `t_complete_ns`): one row each, `start_ns` (its first MISS sent), `end_ns` (its last
     MISS answered) and `misses`."""
-    ordered = gets.sort_values("t_invoke_ns", kind="stable")
-    miss = (ordered["cache"] == "MISS").to_numpy()
-    first = miss & ~np.concatenate(([False], miss[:-1]))
-    episode = np.cumsum(first)[miss]
-    misses = ordered[miss]
-    grouped = misses.groupby(episode)
-    return pd.DataFrame({
-        "start_ns": grouped["t_invoke_ns"].min().to_numpy(),
-        "end_ns": grouped["t_complete_ns"].max().to_numpy(),
-        "misses": grouped.size().to_numpy(),
-    })  # fmt: skip
+    misses = gets[gets["cache"] == "MISS"].sort_values("t_invoke_ns", kind="stable")
+    rows: list[list[int]] = []
+    filled_ns = None  # when the current refill's first GET was answered, its fill stored
+    for sent, answered in zip(misses["t_invoke_ns"], misses["t_complete_ns"], strict=True):
+        if filled_ns is not None and sent < filled_ns:
+            rows[-1][1] = max(rows[-1][1], int(answered))
+            rows[-1][2] += 1
+        else:
+            rows.append([int(sent), int(answered), 1])
+            filled_ns = answered
+    return pd.DataFrame(rows, columns=["start_ns", "end_ns", "misses"], dtype="int64")
 
 
 def during_refills(gets: pd.DataFrame, episodes: pd.DataFrame) -> pd.Series:

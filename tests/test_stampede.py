@@ -62,14 +62,19 @@ def test_no_get_no_figure():
     assert set(figures(put(1, "w", 0, 1)).values()) == {None}
 
 
-def test_refills_are_runs_of_misses_in_the_order_the_gets_were_sent():
-    # Sent in this order, answered in another: the order sent decides.
+def test_a_refill_lasts_until_its_first_get_is_answered_whatever_the_order_of_answers():
     frame = history(
-        read(1, 30, 31, "HIT"),
-        read(1, 10, 60, "MISS"),
-        read(1, 0, 5, "HIT"),
-        read(1, 20, 61, "MISS"),
+        read(1, 0, 50, "MISS"),
+        # Sent as the entry expired: reached the cache before the expiry, or after.
+        read(1, 1, 2, "HIT"),
+        read(1, 2, 52, "MISS"),
+        read(1, 3, 4, "HIT"),
+        read(1, 49, 99, "MISS"),
+        # Sent once the first was answered: the entry was filled, so another refill.
+        read(1, 50, 100, "MISS"),
     )
-    gets = frame[frame["op"] == "get"]
-    table = refills(gets)
-    assert table.to_dict("records") == [{"start_ns": 10 * MS, "end_ns": 61 * MS, "misses": 2}]
+    table = refills(frame[frame["op"] == "get"])
+    assert table.to_dict("records") == [
+        {"start_ns": 0, "end_ns": 99 * MS, "misses": 3},
+        {"start_ns": 50 * MS, "end_ns": 100 * MS, "misses": 1},
+    ]
