@@ -51,7 +51,10 @@ WORKERS_WAIT_S = 30
 # sent each service host.
 TOPOLOGY_FILE = "topology.json"
 # HAProxy's configuration; {placeholders} filled in by haproxy_config. The server timeout
-# outlasts any request of the service (its own worker timeout ends it first).
+# outlasts any request of the service (its own worker timeout ends it first). A sync gunicorn
+# worker is held by a client that sends part of a request and goes quiet: HAProxy waits for
+# the whole request, headers and body (http-buffer-request), up to `timeout http-request`,
+# before it hands it to a worker.
 HAPROXY_CONFIG = """\
 global
     maxconn 4096
@@ -59,6 +62,7 @@ global
 
 defaults
     mode http
+    option http-buffer-request
     timeout connect 5s
     timeout client 60s
     timeout server 60s

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -220,3 +221,40 @@ def test_a_stopped_hosts_run_leaves_nothing(hosts_machine, tmp_path, signum):
     assert links() == before_links
     assert processes_of(out) == []
     assert [pid for pid in started if alive(pid)] == []
+
+
+# What a silent client sends before it goes quiet: part of its headers, or its headers and
+# part of a body shorter than its Content-Length.
+PARTIAL = {
+    "headers": b"GET /videos/1 HTTP/1.1\r\nHost: service\r\n",
+    "body": b"PUT /videos/1 HTTP/1.1\r\nHost: service\r\nContent-Type: application/json\r\n"
+    b'Content-Length: 100\r\n\r\n{"name": ',
+}
+
+
+@pytest.mark.hosts
+@pytest.mark.parametrize("partial", sorted(PARTIAL))
+def test_the_balancer_keeps_silent_clients_away_from_the_sync_workers(
+    hosts_machine, tmp_path, partial
+):
+    with built(Layout(1, 1), []) as hosts:
+        settings = {
+            **hosts.store_settings(1), "CACHE_BACKEND": "none", "CACHE_DIR": tmp_path / "cache",
+            "SERVICE_WORKERS": 2, "VIDEOS_WORK_MS": 0,
+        }  # fmt: skip
+        with hosts.serving(settings, tmp_path) as url, hosts.client():
+            address, port = url.removeprefix("http://").split(":")
+            # As many silent clients as the host has sync workers.
+            silent = [socket.create_connection((address, int(port)), timeout=5) for _ in "12"]
+            for connection in silent:
+                connection.sendall(PARTIAL[partial])
+            time.sleep(1)  # for the partial requests to reach the workers, were they passed on
+            # Unprotected, this waits for gunicorn to kill a held worker (its timeout, 20 s).
+            with urllib.request.urlopen(f"{url}/videos/1", timeout=60) as response:
+                assert response.status == 200
+            for connection in silent:  # still held open by the balancer, not answered
+                connection.setblocking(False)
+                with pytest.raises(BlockingIOError):
+                    connection.recv(1)
+                connection.close()
+    assert "WORKER TIMEOUT" not in (tmp_path / "gunicorn-service-1.log").read_text()
