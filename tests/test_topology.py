@@ -187,6 +187,7 @@ def test_a_hosts_run_measures_through_the_balancer_and_leaves_nothing(hosts_mach
     assert (options["topology"], options["service_hosts"], options["loadgen_hosts"]) == (
         "hosts", 2, 2,
     )  # fmt: skip
+    assert "On hosts of the run's own (`--topology hosts`" in (out / "report.md").read_text()
     assert namespaces() == before_namespaces
     assert links() == before_links
     assert processes_of(out) == []
