@@ -175,13 +175,13 @@ class Hosts:
         samples of the servers): the master's host."""
         return entered(self.hosts[MASTER])
 
-    def store_settings(self, cell: int) -> dict[str, object]:
-        """The service's store in cell `cell`: PostgreSQL on its host, a schema of the cell's
-        own (and no SQLite file)."""
+    def store_settings(self, run_index: int) -> dict[str, object]:
+        """The service's store in the matrix's run `run_index`: PostgreSQL on its host, a
+        schema of the run's own (and no SQLite file)."""
         return {
             "VIDEOS_STORE": "postgres",
             "VIDEOS_DATABASE_URL": self.store_url,
-            "VIDEOS_SCHEMA": f"cell_{cell}",
+            "VIDEOS_SCHEMA": f"run_{run_index}",
             "VIDEOS_DATABASE": None,
         }
 
