@@ -366,11 +366,13 @@ def strategies_sections(summary: pd.DataFrame, metadata: dict, chart_dir: Path) 
         return []
     sections = [Section("Invalidation and fill strategies", [
         "Each configuration's price beside what it buys. **Extra store reads per GET** are "
-        "those the strategy makes beyond the tutorial's, hit or miss, as counted on the "
-        "servers (README). A **refill** of the most read key is a run of consecutive MISS "
-        "answers of it, in the order the GETs were sent (an expiry or a write, then the "
-        "GETs until one finds it filled again): more than one miss per refill is a stampede; "
-        "the p99 beside it is of the GETs of that key in flight during a refill.",
+        "those the invalidation makes beyond the tutorial's, hit or miss, as the service "
+        "declares them (and its tests count them on SQLite). A **refill** of the most read "
+        "key starts with a GET that missed it (after an expiry or a write) and lasts until "
+        "that GET is answered, its fill stored; the GETs sent meanwhile that missed are the "
+        "refill's too. More than one "
+        "miss per refill is a stampede; the p99 beside it is of the GETs of that key in "
+        "flight during a refill.",
         *refused_strategies(metadata),
     ], strategies_table(table))]  # fmt: skip
     sweep = dose_response(summary)
