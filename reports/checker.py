@@ -37,7 +37,7 @@ invoked by then" or "the first write of this key invoked after that" is a binary
 history of ten million operations is judged in seconds and in a few arrays of its length.
 """
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -51,11 +51,11 @@ FINAL_VERDICTS = ("ok", "lost", "phantom", "unjudged")
 BEFORE_ALL = np.iinfo(np.int64).min  # when the initial state was written
 NEVER = np.iinfo(np.int64).max  # when a write no later write supersedes is superseded
 
+READS_AT_ONCE = 1_000_000
 ABSENT = -1  # the value code of "absent": a DELETE's, a 404's, the initial state's
 
 
-@dataclass(frozen=True)
-class Judged:
+class Judged(NamedTuple):
     """The verdicts of a history's GETs, as arrays aligned with `positions`, their rows'
     positions in the history: `verdict` (codes into VERDICTS), `staleness_ns` (the age of a
     stale read, 0 for any other) and `earlier_run` (it returned a name an earlier run wrote)."""
@@ -129,7 +129,7 @@ class Judge:
 
         # The earliest completion among each definite write and those invoked after it on its
         # key, to find when any write was superseded (the initial state supersedes nothing).
-        self.superseders = _Timeline(self.w_key[definite], self.w_invoke[definite])
+        self.superseders = Timeline(self.w_key[definite], self.w_invoke[definite])
         done = self.w_done[definite][self.superseders.order]
         self.earliest = _by_group(done[::-1], self.superseders.group[::-1]).cummin()
         self.earliest = self.earliest.to_numpy()[::-1]
@@ -145,19 +145,31 @@ class Judge:
 
     def reads(self) -> Judged:
         """The verdicts of the history's own GETs (see classify_reads)."""
-        history, skew_ns = self.history, self.skew_ns
         positions = np.flatnonzero(self.is_get)
         status = self.status[positions]
         values = self.value_codes[positions]
         earlier = self._earlier(values, status)
+        candidates = self._candidates(
+            (self.key_codes[positions], self.keys), (_read_values(values, status), self.values),
+            earlier,
+        )  # fmt: skip
+        # A million reads at a time: each is judged on its own, and the arrays of each step
+        # stay a few tens of MB whatever the history's length.
+        parts = [
+            self._reads(positions[i : i + READS_AT_ONCE], candidates)
+            for i in range(0, len(positions), READS_AT_ONCE)
+        ] or [self._reads(positions, candidates)]
+        verdict, age = (np.concatenate(arrays) for arrays in zip(*parts, strict=True))
+        return Judged(positions, verdict, age, earlier)
+
+    def _reads(self, positions: np.ndarray, candidates: "_Candidates") -> tuple[np.ndarray, ...]:
+        history, skew_ns = self.history, self.skew_ns
+        status = self.status[positions]
+        values = self.value_codes[positions]
         t_invoke = history["t_invoke_ns"].to_numpy()[positions]
         t_complete = history["t_complete_ns"].to_numpy()[positions]
-        keys = self.key_codes[positions]
-        latest, found, explained = self._latest_supersession(
-            (keys, self.keys),
-            (_read_values(values, status), self.values),
-            earlier,
-            t_complete + skew_ns,
+        latest, found, explained = candidates.latest_supersession(
+            self.key_codes[positions], _read_values(values, status), t_complete + skew_ns
         )
         judged = _judged(status, values != _code_of(self.values, ""))
         stale = judged & found & (latest < t_invoke - skew_ns)
@@ -166,8 +178,7 @@ class Judge:
         verdict[~found] = VERDICTS.index("future")
         verdict[~explained] = VERDICTS.index("phantom")
         verdict[~judged] = VERDICTS.index("unjudged")
-        age = np.where(stale, t_invoke - latest, 0)
-        return Judged(positions, verdict, age, earlier)
+        return verdict, np.where(stale, t_invoke - latest, 0)
 
     def final_reads(self, final_reads: pd.DataFrame) -> np.ndarray:
         """The verdict of each final read (codes into FINAL_VERDICTS; see classify_final_reads)."""
@@ -176,12 +187,10 @@ class Judge:
         names = _extended(self.values, final_reads["value"])
         values = names.get_indexer(final_reads["value"])  # NA: -1, ABSENT
         earlier = self._earlier(values, status, names[len(self.values) :])
-        after_everything = np.full(len(final_reads), NEVER)
-        latest, _, explained = self._latest_supersession(
-            (keys.get_indexer(final_reads["key"]), keys),
-            (_read_values(values, status), names),
-            earlier,
-            after_everything,
+        keys = (keys.get_indexer(final_reads["key"]), keys)
+        values = (_read_values(values, status), names)
+        latest, _, explained = self._candidates(keys, values, earlier).latest_supersession(
+            keys[0], values[0], np.full(len(final_reads), NEVER)
         )
         verdict = np.zeros(len(final_reads), dtype=np.int8)
         verdict[latest < NEVER] = FINAL_VERDICTS.index("lost")
@@ -201,27 +210,17 @@ class Judge:
             earlier_names = np.concatenate([earlier_names, new])
         return (status != 404) & (_pick(earlier_names, values, 0) == 1)
 
-    def _latest_supersession(
-        self,
-        keys: tuple[np.ndarray, pd.Index],
-        values: tuple[np.ndarray, pd.Index],
+    def _candidates(
+        self, keys: tuple[np.ndarray, pd.Index], values: tuple[np.ndarray, pd.Index],
         earlier: np.ndarray,
-        t_complete: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For each read, the latest supersession among the writes it could have returned.
-
-        Those are the writes on its key (`keys`: codes, and the keys they code, the history's
-        first) of the value it returned (`values`: codes, ABSENT for a 404, and the names they
-        code, the history's first) that were invoked by its `t_complete` (the skew already
-        added: the latest invocation that may still precede it), and the initial state of its
-        key: absent or its INITIAL_VALUES name, and any name an earlier run wrote there
-        (`earlier`). Returns
-        three arrays aligned with the reads: latest (NEVER where no such write was
-        superseded), found (there is such a write) and explained (some write on its key wrote
-        its value, whenever it was invoked).
-        """
+    ) -> "_Candidates":  # fmt: skip
+        """The writes that reads could have returned, for reads of `keys` (codes, and the
+        keys they code, the history's first) and `values` (codes, ABSENT for a 404, and the
+        names they code, the history's first), `earlier` those of a name an earlier run wrote:
+        the history's writes, and the initial state of each key read: absent or its
+        INITIAL_VALUES name, and any name an earlier run wrote there."""
         (keys, key_index), (values, names) = keys, values
-        initial_keys = np.unique(keys)
+        initial_keys = np.flatnonzero(np.bincount(keys, minlength=len(key_index)))
         initial_values = np.array(
             [
                 _code_of(names, INITIAL_VALUES[k]) if k in INITIAL_VALUES else ABSENT
@@ -230,33 +229,79 @@ class Judge:
             dtype=np.int64,
         )
         earlier_pairs = np.unique(np.stack([keys[earlier], values[earlier]]), axis=1)
-        candidate_keys = np.concatenate([self.w_key, initial_keys, earlier_pairs[0]])
-        candidate_values = np.concatenate([self.w_value, initial_values, earlier_pairs[1]])
         initial = np.concatenate([initial_keys, earlier_pairs[0]])
-        superseded = np.concatenate(
-            [self.w_superseded, self.superseded_at(initial, np.full(len(initial), BEFORE_ALL))]
+        return _Candidates(
+            np.concatenate([self.w_key, initial]),
+            np.concatenate([self.w_value, initial_values, earlier_pairs[1]]),
+            np.concatenate([self.w_invoke, np.full(len(initial), BEFORE_ALL)]),
+            np.concatenate(
+                [self.w_superseded, self.superseded_at(initial, np.full(len(initial), BEFORE_ALL))]
+            ),
+            slots=max(len(names), values.max(initial=0)) + 2,
         )
-        invoked = np.concatenate([self.w_invoke, np.full(len(initial), BEFORE_ALL)])
 
+
+class _Candidates:
+    """The writes reads could have returned (Judge._candidates): key, value, invocation and
+    supersession of each, arranged to find, for a read, the latest supersession among those
+    of its key and value invoked by a time."""
+
+    def __init__(
+        self, keys: np.ndarray, values: np.ndarray, invoked: np.ndarray,
+        superseded: np.ndarray, slots: int,
+    ) -> None:  # fmt: skip
+        # Most names are written once: a read of such a name (or of one never written) has
+        # one candidate at most, looked up directly. The others (absent, a name written
+        # twice) are searched for among the candidates of a value written more than once.
+        self.slots = slots
+        self.per_value = np.bincount(values + 1, minlength=slots)
+        shared = self.per_value[values + 1] > 1
+        self.only = np.full(slots, -1)
+        self.only[values[~shared] + 1] = np.flatnonzero(~shared)
+        self.keys, self.invoked, self.superseded = keys, invoked, superseded
         # One integer per (key, value), equal exactly when both are.
-        width = max(candidate_values.max(initial=0), values.max(initial=0)) + 2
-        candidate_pairs = candidate_keys.astype(np.int64) * width + candidate_values + 1
-        read_pairs = keys.astype(np.int64) * width + values + 1
-        pairs = np.unique(candidate_pairs)
-        read_pair = np.searchsorted(pairs, read_pairs)
-        explained = read_pair < len(pairs)
-        explained[explained] = pairs[read_pair[explained]] == read_pairs[explained]
+        pairs = keys[shared].astype(np.int64) * slots + values[shared] + 1
+        self.pairs = np.unique(pairs)
+        # The shared ones by pair and time of invocation, each carrying the latest
+        # supersession among itself and those of its pair invoked before it.
+        self.timeline = Timeline(np.searchsorted(self.pairs, pairs), invoked[shared])
+        self.latest = _by_group(superseded[shared][self.timeline.order], self.timeline.group)
+        self.latest = self.latest.cummax().to_numpy()
 
-        # The writes each read could have returned, by pair and time of invocation, each
-        # carrying the latest supersession among itself and those of its pair invoked before.
-        candidates = _Timeline(np.searchsorted(pairs, candidate_pairs), invoked)
-        latest = _by_group(superseded[candidates.order], candidates.group).cummax().to_numpy()
-        last = candidates.last_by(np.where(explained, read_pair, -1), t_complete)
-        found = last >= 0
-        return _pick(latest, last, NEVER), found, explained
+    def latest_supersession(
+        self, keys: np.ndarray, values: np.ndarray, t_complete: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For each read of `keys` and `values` (codes; ABSENT for a 404), the latest
+        supersession among the candidates of its key and value invoked by its `t_complete`
+        (the skew already added: the latest invocation that may still precede it). Returns
+        three arrays aligned with the reads: latest (NEVER where no such write was
+        superseded), found (there is such a write) and explained (some write on its key wrote
+        its value, whenever it was invoked)."""
+        explained = np.zeros(len(keys), dtype=bool)
+        found = np.zeros(len(keys), dtype=bool)
+        latest = np.full(len(keys), NEVER)
+
+        direct = self.per_value[values + 1] <= 1
+        candidate = self.only[values[direct] + 1]
+        explained[direct] = _pick(self.keys, candidate, -1) == keys[direct]
+        found[direct] = explained[direct] & (
+            _pick(self.invoked, candidate, NEVER) <= t_complete[direct]
+        )
+        latest[direct] = _pick(self.superseded, np.where(found[direct], candidate, -1), NEVER)
+
+        searched = ~direct
+        pairs = keys[searched].astype(np.int64) * self.slots + values[searched] + 1
+        pair = np.searchsorted(self.pairs, pairs)
+        known = pair < len(self.pairs)
+        known[known] = self.pairs[pair[known]] == pairs[known]
+        explained[searched] = known
+        last = self.timeline.last_by(np.where(known, pair, -1), t_complete[searched])
+        found[searched] = last >= 0
+        latest[searched] = _pick(self.latest, last, NEVER)
+        return latest, found, explained
 
 
-class _Timeline:
+class Timeline:
     """Events (group, time), sorted by group then time, for binary searches per group: the
     last event of a group at or before a time, and the first one after a time.
 
@@ -325,9 +370,9 @@ def _extended(uniques: pd.Index, values: pd.Series) -> pd.Index:
 
 
 def _code_of(names: pd.Index, name: str) -> int:
-    """The code of `name` among `names`, or one that no name has."""
-    code = names.get_indexer([name])[0]
-    return code if code >= 0 else len(names)
+    """The code of `name` among `names` (each once), or one that no name has."""
+    code = np.flatnonzero(np.asarray(names == name, dtype=bool))
+    return int(code[0]) if len(code) else len(names)
 
 
 def _earlier_run_names(names: pd.Series, workers: pd.Series) -> np.ndarray:

@@ -48,18 +48,17 @@ def read_history(directory: Path) -> pd.DataFrame:
     files = history_files(directory)
     if not files:
         raise HistoryError(f"no {FILE_PATTERN} files in {directory}")
-    tables = {path.name: _read_csv(path) for path in files}
+    tables = [_read_csv(path) for path in files]
+    rows = {path.name: table.num_rows for path, table in zip(files, tables, strict=True)}
     _refuse_incomplete(
         directory,
         [
-            f"{name} truncated: {tables[name].num_rows} rows of the {about['rows']} its writer "
-            "reported"
+            f"{name} truncated: {rows[name]} rows of the {about['rows']} its writer reported"
             for name, about in expected.items()
-            if tables[name].num_rows != about["rows"]
+            if rows[name] != about["rows"]
         ],
     )
-    # A column that only some files have (one a writer added) is null in the others' rows.
-    return _to_frame(pa.concat_tables(tables.values(), promote_options="default"), directory)
+    return _to_frame(tables, directory)
 
 
 def expected_histories(directory: Path) -> dict[str, dict]:
@@ -88,7 +87,7 @@ def read_final_reads(directory: Path) -> pd.DataFrame | None:
     path = Path(directory) / FINAL_READS_FILE
     if not path.exists():
         return None
-    final_reads = _to_frame(_read_csv(path), path)
+    final_reads = _to_frame([_read_csv(path)], path)
     if (final_reads["op"] != "get").any():
         raise HistoryError(f"{path}: an op other than get")
     return final_reads
@@ -190,6 +189,7 @@ def _read_csv(path: Path) -> pa.Table:
             path,
             # Names are the client's, and may hold anything the CSV writer quoted.
             parse_options=arrow_csv.ParseOptions(newlines_in_values=True),
+            memory_pool=_memory_pool(),
             convert_options=arrow_csv.ConvertOptions(
                 column_types={c: _ARROW_TYPES[DTYPES.get(c, "category")] for c in names},
                 strings_can_be_null=False,  # an empty text is "", as the writer meant
@@ -216,14 +216,35 @@ _ARROW_TYPES = {
 }
 
 
-def _to_frame(table: pa.Table, source: object) -> pd.DataFrame:
-    """`table` (from _read_csv) as to_history returns a frame: checked, typed and sorted by
-    t_invoke_ns, one column at a time, so that the whole is never held twice."""
+def _memory_pool() -> pa.MemoryPool:
+    """Arrow's jemalloc, told to give back what is freed at once, where Arrow has it: the
+    parsed blocks are freed column by column while the frame is built, and the checker's
+    arrays need that memory next; else Arrow's default."""
+    try:
+        pa.jemalloc_set_decay_ms(0)
+        return pa.jemalloc_memory_pool()
+    except NotImplementedError:  # a build of Arrow without jemalloc
+        return pa.default_memory_pool()
+
+
+def _op_codes(ops: pa.DictionaryArray) -> np.ndarray:
+    """The index in OPS of each of `ops`, -1 for another."""
+    of_word = pc.index_in(ops.dictionary, value_set=pa.array(OPS)).fill_null(-1)
+    return of_word.to_numpy().astype(np.int8)[ops.indices.to_numpy()]
+
+
+def _to_frame(tables: list[pa.Table], source: object) -> pd.DataFrame:
+    """`tables` (from _read_csv) as one frame, as to_history returns it: checked, typed and
+    sorted by t_invoke_ns, one column at a time, each freed once converted (the list is
+    emptied: nothing else may hold them), so that the whole is never held twice."""
+    # A column that only some files have (one a writer added) is null in the others' rows.
+    table = pa.concat_tables(tables, promote_options="default")
+    tables.clear()
     for column, dtype in DTYPES.items():
         if dtype.startswith("int") and table.column(column).null_count:
             raise HistoryError(f"{source}: a malformed value: an empty {column}")
-    ops = pc.index_in(table.column("op").cast(pa.string()), value_set=pa.array(OPS))
-    if ops.null_count:
+    ops = np.concatenate([np.zeros(0, np.int8), *map(_op_codes, table.column("op").chunks)])
+    if (ops < 0).any():
         raise HistoryError(f"{source}: an op other than {', '.join(OPS)}")
     t_invoke = table.column("t_invoke_ns").to_numpy()
     # Each writer's rows come in order: one file alone needs no sort.
@@ -231,11 +252,13 @@ def _to_frame(table: pa.Table, source: object) -> pd.DataFrame:
     columns = {}
     for name in table.column_names:
         if name == "op":
-            column = pd.Categorical.from_codes(ops.to_numpy().astype(np.int8), categories=OPS)
+            column = pd.Categorical.from_codes(ops, categories=OPS)
         elif DTYPES.get(name) == "string":
-            column = pd.array(table.column(name), dtype=pd.StringDtype("pyarrow"))
+            # Combined: the parser's chunks would keep every block of the file's text alive.
+            strings = table.column(name).combine_chunks(memory_pool=_memory_pool())
+            column = pd.array(strings, dtype=pd.StringDtype("pyarrow"))
         else:
-            column = table.column(name).to_pandas().array
+            column = table.column(name).to_pandas(memory_pool=_memory_pool()).array
         columns[name] = column if order is None else column.take(order)
         table = table.drop_columns([name])
     return pd.DataFrame(columns, copy=False)
