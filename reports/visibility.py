@@ -22,7 +22,7 @@ few reads to say, or the last interval is still at or above it.
 import numpy as np
 import pandas as pd
 
-from reports.checker import READS_AT_ONCE, VERDICTS, Judge, Judged
+from reports.checker import BEFORE_ALL, READS_AT_ONCE, VERDICTS, Judge, Judged
 
 # The intervals of t, in ms: [0, 0.1), [0.1, 0.2), … [100000, ∞).
 EDGES_MS = (0, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000)
@@ -61,35 +61,31 @@ def curve(
     the GETs where `counted` (aligned with `judged.positions`)."""
     verdict = judged.verdict
     stale = verdict == VERDICTS.index("stale")
-    counted = counted & (stale | (verdict == VERDICTS.index("ok")))
-    positions = judged.positions[counted]
-    t_invoke = judge.history["t_invoke_ns"].to_numpy()[positions]
-
-    # The last completion on each read's key more than the skew before its invocation:
-    # the reads come in order of invocation, the writes are sorted by completion; a million
-    # reads at a time, to keep the merge's frames small.
+    counted = np.flatnonzero(counted & (stale | (verdict == VERDICTS.index("ok"))))
+    # The writes by completion, to find the last on each read's key before its invocation.
     by_completion = np.argsort(judge.w_definite_done, kind="stable")
     writes = pd.DataFrame(
         {
             "key": judge.w_definite_key[by_completion],
             "done": judge.w_definite_done[by_completion],
-            "write": np.arange(len(by_completion)),  # NaN where none, exact below 2**53
+            # The same, nullable: what a read after no write finds is NA, the rest exact.
+            "completed": pd.array(judge.w_definite_done[by_completion], dtype="Int64"),
         }
     )
-    keys, at = judge.key_codes[positions], t_invoke - judge.skew_ns
-    chunks = range(0, len(keys), READS_AT_ONCE)
-    last = np.concatenate(
-        [np.zeros(0)]
-        + [_last(keys[i : i + READS_AT_ONCE], at[i : i + READS_AT_ONCE], writes) for i in chunks]
-    )
-    after = ~np.isnan(last)
-    completed = judge.w_definite_done[by_completion][last[after].astype(np.int64)]
-    t_ns = t_invoke[after] - completed
-
     edges_ns = np.asarray(edges_ms, dtype=float) * 1e6
-    interval = np.searchsorted(edges_ns, t_ns, side="right") - 1
-    reads = np.bincount(interval, minlength=len(edges_ns))
-    stale_reads = np.bincount(interval, weights=stale[counted][after], minlength=len(edges_ns))
+    reads = np.zeros(len(edges_ns), dtype=np.int64)
+    stale_reads = np.zeros(len(edges_ns), dtype=np.int64)
+    # A million reads at a time, in order of invocation: the merge's frames stay small.
+    for i in range(0, len(counted), READS_AT_ONCE):
+        chunk = counted[i : i + READS_AT_ONCE]
+        positions = judged.positions[chunk]
+        t_invoke = judge.history["t_invoke_ns"].to_numpy()[positions]
+        done = _last_done(judge.key_codes[positions], t_invoke - judge.skew_ns, writes)
+        after = done > BEFORE_ALL
+        t_ns = t_invoke[after] - done[after]
+        interval = np.searchsorted(edges_ns, t_ns, side="right") - 1
+        reads += np.bincount(interval, minlength=len(edges_ns))
+        stale_reads += np.bincount(interval[stale[chunk][after]], minlength=len(edges_ns))
     with np.errstate(invalid="ignore", divide="ignore"):
         probability = stale_reads / reads
     return pd.DataFrame(
@@ -97,19 +93,25 @@ def curve(
             "t_ms": np.asarray(edges_ms, dtype=float),
             "t_end_ms": [*edges_ms[1:], np.inf],
             "reads": reads,
-            "stale": stale_reads.astype(np.int64),
+            "stale": stale_reads,
             "probability": probability,
         }
     )
 
 
-def _last(keys: np.ndarray, at: np.ndarray, writes: pd.DataFrame) -> np.ndarray:
-    """For each (key, at), `at` increasing, the `write` of the last of `writes` on that key
-    done before `at`, or NaN."""
+def _last_done(keys: np.ndarray, at: np.ndarray, writes: pd.DataFrame) -> np.ndarray:
+    """For each (key, at), `at` increasing, the completion of the last of `writes` (sorted by
+    `done`) on that key done before `at`, or BEFORE_ALL."""
     reads = pd.DataFrame({"key": keys, "at": at})
-    return pd.merge_asof(
-        reads, writes, left_on="at", right_on="done", by="key", allow_exact_matches=False
-    )["write"].to_numpy(float)
+    done = pd.merge_asof(
+        reads,
+        writes,
+        left_on="at",
+        right_on="done",
+        by="key",
+        allow_exact_matches=False,
+    )["completed"]
+    return done.fillna(BEFORE_ALL).to_numpy(np.int64)
 
 
 def visibility_figures(visibility: pd.DataFrame) -> dict[str, float | None]:
