@@ -41,6 +41,8 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from reports.history_format import INITIAL_VALUES, NAME_PATTERN
 
@@ -379,6 +381,9 @@ def _earlier_run_names(names: pd.Series, workers: pd.Series) -> np.ndarray:
     """Which of `names` (each read once) an earlier run wrote: the harness's form, by a
     writer that is not among `workers`."""
     writer = names.str.fullmatch(NAME_PATTERN).fillna(False).to_numpy(bool)
-    extracted = names[writer].str.extract(NAME_PATTERN, expand=False)
-    writer[writer] = ~extracted.isin(workers.unique()).to_numpy(bool)
+    # A name of that form is its writer, "#", digits: the writer is what precedes the "#"
+    # (split by Arrow: a regular expression's extraction takes seconds on a million names).
+    parts = pc.split_pattern(pa.array(names[writer], type=pa.string()), "#", max_splits=1)
+    writers = pd.array(pc.list_element(parts, 0), dtype=pd.StringDtype("pyarrow"))
+    writer[writer] = ~pd.Series(writers).isin(workers.unique()).to_numpy(bool)
     return writer
