@@ -20,6 +20,7 @@ from cachebench.capacity import DEFAULT_REDIS_POLICY, REDIS_POLICIES
 from cachebench.faults import KINDS
 from cachebench.processes import RUN_MARKER
 from cachebench.scenarios import scenarios
+from cachebench.topology import DEFAULT_LOADGEN_HOSTS, DEFAULT_SERVICE_HOSTS, TOPOLOGIES
 from locust_cachebench.keys import KEY_DISTRIBUTIONS
 from locust_cachebench.options import SEED_CHOICES
 from reports.figures import check, format_figures
@@ -241,6 +242,26 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
         + ". By default it starts a third into the measured window and lasts a third of it; "
         "@START:LENGTH in seconds sets both",
     )
+    add(
+        "--topology",
+        choices=TOPOLOGIES,
+        help="single: everything on this host; hosts: the service on --service-hosts hosts "
+        "behind HAProxy, the cache servers, PostgreSQL and Locust's master and --loadgen-hosts "
+        "workers each on hosts of their own, network namespaces made for the run (needs root, "
+        f"iproute2, haproxy) (default: {defaults.topology})",
+    )
+    add(
+        "--service-hosts",
+        type=int,
+        metavar="N",
+        help=f"with --topology hosts: hosts serving the service (default: {DEFAULT_SERVICE_HOSTS})",
+    )
+    add(
+        "--loadgen-hosts",
+        type=int,
+        metavar="K",
+        help=f"with --topology hosts: hosts of Locust workers (default: {DEFAULT_LOADGEN_HOSTS})",
+    )
     add("--out", type=Path, help="output directory (default: reports/runs/<run-id>)")
     add(
         "--quick",
@@ -307,6 +328,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"interrupted: kept the {len(result.summary)} finished runs", file=sys.stderr)
         return 130
     if result.summary.empty:
+        for failure in result.failures:
+            print(f"failed: {failure}", file=sys.stderr)
         print("no run finished: nothing was measured", file=sys.stderr)
         return 1
     return 1 if result.failures else 0

@@ -20,8 +20,9 @@ import time
 import traceback
 from argparse import ArgumentTypeError
 from collections.abc import Callable, Mapping
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -38,10 +39,23 @@ from cachebench.capacity import (
 )
 from cachebench.faults import NONE, Fault, Target, injected, not_applicable, parse_fault, read_fault
 from cachebench.metadata import collect, run_conditions
+from cachebench.netns import NetworkError
 from cachebench.processes import ServerError, gunicorn_process, run_environment, stop
 from cachebench.resources import probes, sampling
 from cachebench.scenarios import default_scenarios, scenarios
 from cachebench.servers import SERVERS, ServerUnavailable, needed, private_instance, server_address
+from cachebench.topology import (
+    DEFAULT_LOADGEN_HOSTS,
+    DEFAULT_SERVICE_HOSTS,
+    HOSTS,
+    MAX_HOSTS,
+    SINGLE,
+    TOPOLOGIES,
+    Hosts,
+    Layout,
+    built,
+    missing,
+)
 from locust_cachebench.options import keys_count, seed_choice, zipf_exponent
 from reports.bounds import RunShape, run_bounds
 from reports.cells import configurations
@@ -127,6 +141,11 @@ class Options:
     allow_remote: bool = False
     # Each --fault, `KIND` or `KIND@START:LENGTH` (cachebench/faults.py), as validate words it.
     faults: tuple[str, ...] = ()
+    # `single`: everything on this host; `hosts`: hosts of the run's own (cachebench/topology.py),
+    # with these many service and load-generating hosts (validate fills in the defaults).
+    topology: str = SINGLE
+    service_hosts: int | None = None
+    loadgen_hosts: int | None = None
     out: Path = field(default_factory=lambda: Path("reports/runs") / time.strftime("%Y%m%d-%H%M%S"))
 
     def dimensions(self) -> list[tuple[str, tuple[str, ...]]]:
@@ -220,10 +239,60 @@ def validate(options: Options) -> Options:
             check(getattr(options, field_name))
         except ArgumentTypeError as exc:
             raise OptionsError(f"{flag}: {exc}") from None
+    options = check_topology(options)
     if options.host is not None:
         check_target(options.host, options.allow_remote)
     check_tools(serving=options.host is None)
     return replace(options, faults=check_faults(options))
+
+
+def check_topology(options: Options) -> Options:
+    """The options with --topology hosts's counts of hosts filled in; OptionsError for what
+    it cannot do or this machine lacks."""
+    counts = (
+        ("--service-hosts", options.service_hosts),
+        ("--loadgen-hosts", options.loadgen_hosts),
+    )
+    if options.topology not in TOPOLOGIES:
+        raise OptionsError(f"unknown topology {options.topology!r}: use {', '.join(TOPOLOGIES)}")
+    if options.topology == SINGLE:
+        for flag, count in counts:
+            if count is not None:
+                raise OptionsError(f"{flag} needs --topology hosts")
+        return options
+    refused = {
+        "--host": options.host is not None,
+        "--allow-remote": options.allow_remote,
+        "--fault": bool(options.faults),
+        "--capacities": bool(options.capacities),
+    }
+    for flag, given in refused.items():
+        if given:
+            raise OptionsError(
+                f"--topology hosts starts and sizes everything on hosts of its own, without "
+                f"faults: not with {flag} (use --topology single)"
+            )
+    for flag, count in counts:
+        if count is not None and not 1 <= count <= MAX_HOSTS:
+            raise OptionsError(f"{flag} must be from 1 to {MAX_HOSTS}")
+    layout = Layout(
+        options.service_hosts or DEFAULT_SERVICE_HOSTS,
+        options.loadgen_hosts or DEFAULT_LOADGEN_HOSTS,
+    )
+    if options.users < layout.loadgen_hosts:
+        raise OptionsError(
+            f"--users {options.users} with {layout.loadgen_hosts} load-generating hosts: a "
+            "worker without users sends no load; give at least one user per host"
+        )
+    why = missing()
+    if why:
+        raise OptionsError(f"--topology hosts {why}")
+    return replace(options, service_hosts=layout.service_hosts, loadgen_hosts=layout.loadgen_hosts)
+
+
+def layout_of(options: Options) -> Layout:
+    """The hosts of a validated --topology hosts run."""
+    return Layout(options.service_hosts, options.loadgen_hosts)
 
 
 def check_faults(options: Options) -> tuple[str, ...]:
@@ -376,9 +445,24 @@ def run_matrix(
     with ExitStack() as stack:
         caches = (EXTERNAL,) if options.host else options.caches
         addresses = {}  # each server's service setting -> the address of the one started
+        unavailable = {}  # each server that could not be started -> why
+        if options.topology == HOSTS:
+            try:
+                hosts = stack.enter_context(built(layout_of(options), needed(caches)))
+            except KeyboardInterrupt:
+                result.interrupted = True
+                return result
+            except (ServerError, NetworkError) as exc:
+                result.failures.append(f"the hosts could not be made: {exc}")
+                return result
+            addresses, unavailable = hosts.addresses, hosts.skipped
+            run_cell = partial(run_cell, hosts=hosts) if run_cell is run_one else run_cell
         for server in needed(caches):
             try:
-                addresses[server.setting] = stack.enter_context(server_address(server))
+                if options.topology == SINGLE:
+                    addresses[server.setting] = stack.enter_context(server_address(server))
+                elif server.name in unavailable:
+                    raise ServerUnavailable(unavailable[server.name])
             except ServerUnavailable as exc:
                 left_out = [c for c in caches if server in needed([c])]
                 result.skipped.update(dict.fromkeys(left_out, str(exc)))
@@ -464,9 +548,16 @@ def run_capacity(run: Run, options: Options) -> dict:
     return {"capacity_entries": entries, "eviction_policy": policy}
 
 
-def run_one(run: Run, options: Options, addresses: Mapping[str, str], progress: Progress) -> dict:
+def run_one(
+    run: Run,
+    options: Options,
+    addresses: Mapping[str, str],
+    progress: Progress,
+    hosts: Hosts | None = None,
+) -> dict:
     """One cell: a fresh service (with a capacity, a private cache server sized for it),
-    Locust for warm-up + duration with the run's fault injected, final reads, the figures."""
+    Locust for warm-up + duration with the run's fault injected, final reads, the figures.
+    With `hosts` (--topology hosts), the service on its hosts, on the PostgreSQL store."""
     run_dir = options.out / "histories" / run.name
     run_dir.mkdir(parents=True, exist_ok=True)
     conditions = run_conditions()  # before this run adds its own load
@@ -495,6 +586,11 @@ def run_one(run: Run, options: Options, addresses: Mapping[str, str], progress: 
             settings["CACHE_THRESHOLD"] = capacity.get("capacity_entries", UNBOUNDED)
             if options.host:
                 url = options.host
+            elif hosts is not None:
+                settings.update(hosts.store_settings(run.index))
+                url = stack.enter_context(hosts.serving(settings, run_dir))
+                with hosts.client():  # the sampling thread is made there, and stays
+                    stack.enter_context(sampling(run_dir, probes(settings)))
             else:
                 log = run_dir / "gunicorn.log"
                 url, gunicorn = stack.enter_context(gunicorn_process(settings, log))
@@ -504,9 +600,10 @@ def run_one(run: Run, options: Options, addresses: Mapping[str, str], progress: 
                 stack.enter_context(
                     injected(fault, target, run_dir, options.warmup_s, options.duration_s)
                 )
-            run_locust(run, options, url, run_dir, progress)
+            run_locust(run, options, url, run_dir, progress, hosts)
         if not options.host:
-            final_reads(settings, read_history(run_dir), run_dir)
+            with hosts.client() if hosts else nullcontext():
+                final_reads(settings, read_history(run_dir), run_dir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return summarize(run, options, run_dir, conditions)
@@ -537,8 +634,16 @@ def seeding_s(run: Run, options: Options) -> float:
     return SEEDING_S + seeded * SEEDING_S_PER_KEY
 
 
-def run_locust(run: Run, options: Options, url: str, run_dir: Path, progress: Progress) -> None:
-    """Run Locust to its end, isolated from the caller: only the options given count.
+def run_locust(
+    run: Run,
+    options: Options,
+    url: str,
+    run_dir: Path,
+    progress: Progress,
+    hosts: Hosts | None = None,
+) -> None:
+    """Run Locust to its end, isolated from the caller: only the options given count. With
+    `hosts`, as a master and its workers on hosts of their own.
 
     Locust reads settings from LOCUST_* variables (left out of run_environment), from
     ~/.locust.conf, and from ./locust.conf and ./pyproject.toml's [tool.locust]: it runs in an
@@ -547,12 +652,20 @@ def run_locust(run: Run, options: Options, url: str, run_dir: Path, progress: Pr
     with (
         tempfile.TemporaryDirectory(prefix="cachebench-locust-") as home,
         (run_dir / "locust.log").open("wb") as log,
+        ExitStack() as stack,
     ):
-        process = subprocess.Popen(
-            locust_command(run, options, url, run_dir),
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            cwd=home, env=run_environment({"HOME": home}), start_new_session=True,
-        )  # fmt: skip
+        command = locust_command(run, options, url, run_dir)
+        if hosts is None:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=home, env=run_environment({"HOME": home}), start_new_session=True,
+            )  # fmt: skip
+        else:
+            worker = [str(LOCUST), "-f", str(scenarios()[run.scenario].path)]
+            process = stack.enter_context(
+                hosts.load_generators(command, worker, home, log, run_dir)
+            )
         started = time.monotonic()
         deadline = started + options.warmup_s + options.duration_s + seeding_s(run, options) + 60
         try:
@@ -636,11 +749,13 @@ def summarize(run: Run, options: Options, run_dir: Path, conditions: dict) -> di
     if run_fault(run, options) is not None:
         row.update(faulted_figures(history, window, run_dir, options.out))
     users = info.get("user_count") or options.users
+    # Every service host has --workers.
+    workers = options.workers * (options.service_hosts or 1)
     # A server the runner did not start is served as it is, not as the options say.
     shape = (
         RunShape(run.cache, users)
         if options.host
-        else RunShape(run.cache, users, options.workers, options.threads, options.work_ms)
+        else RunShape(run.cache, users, workers, options.threads, options.work_ms)
     )
     row.update(run_bounds(history, window, shape, run_figures))
     row["invalid"] = invalid_reason(row, options)
