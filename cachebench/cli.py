@@ -14,35 +14,55 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from cachebench.capacity import DEFAULT_REDIS_POLICY, REDIS_POLICIES
 from cachebench.faults import KINDS
-from cachebench.matrix import (
-    QUICK,
-    Options,
-    OptionsError,
-    Run,
-    prepare_out,
-    run_matrix,
-    save,
-    unstable_cells,
-    validate,
-)
 from cachebench.processes import RUN_MARKER
 from cachebench.scenarios import scenarios
 from cachebench.topology import DEFAULT_LOADGEN_HOSTS, DEFAULT_SERVICE_HOSTS, TOPOLOGIES
 from locust_cachebench.keys import KEY_DISTRIBUTIONS
 from locust_cachebench.options import SEED_CHOICES
-from reports.compare import CompareError, compare_runs, format_comparison
 from reports.figures import check, format_figures
 from reports.history import HistoryError
 from reports.history_format import FILE_PATTERN, FINAL_READS_FILE
 from service.settings import CACHE_BACKENDS, CACHE_STRATEGIES, FILLS, INVALIDATIONS, WORK_PHASES
 
+if TYPE_CHECKING:
+    from cachebench.matrix import Options, Run
+
+# The matrix runner (cachebench.matrix) and the comparison bring matplotlib and scipy, a
+# second or more of start-up: only `run` and `compare` import them, when they are used.
+
 
 class OneLineParser(argparse.ArgumentParser):
-    """A bad option is one line that says what to do, not a usage dump."""
+    """A bad option is one line that says what to do, not a usage dump.
+
+    `populate(parser)`, if given, adds the parser's arguments when it is first used (parsed
+    or asked for help), so that a subcommand's imports are paid by that subcommand only.
+    """
+
+    def __init__(
+        self,
+        *args: object,
+        populate: Callable[[argparse.ArgumentParser], None] | None = None,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._populate = populate
+
+    def parse_known_args(self, *args: object, **kwargs: object) -> tuple:
+        self._populated()
+        return super().parse_known_args(*args, **kwargs)
+
+    def format_help(self) -> str:
+        self._populated()
+        return super().format_help()
+
+    def _populated(self) -> None:
+        if self._populate is not None:
+            populate, self._populate = self._populate, None
+            populate(self)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
@@ -100,14 +120,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_run(commands: argparse._SubParsersAction) -> None:
-    defaults = Options()
-    run = commands.add_parser(
+    commands.add_parser(
         "run",
         help="run every cache configuration × scenario × repeat and write the report",
         description="Start a fresh service for every cache configuration × scenario × repeat, "
         "load it with Locust, check every history and write summary.csv, metadata.json, "
         "report.md and report.html into --out.",
+        populate=_add_run_options,
     )
+
+
+def _add_run_options(run: argparse.ArgumentParser) -> None:
+    from cachebench.matrix import QUICK, Options
+
+    defaults = Options()
     add = run.add_argument
     add(
         "--caches",
@@ -268,8 +294,10 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     run.set_defaults(command=cmd_run)  # fmt: skip
 
 
-def options_from(args: argparse.Namespace) -> Options:
+def options_from(args: argparse.Namespace) -> "Options":
     """Defaults, then --quick's, then every option given explicitly."""
+    from cachebench.matrix import QUICK, Options
+
     options = replace(Options(), **QUICK) if args.quick else Options()
     given = {f.name: getattr(args, f.name) for f in fields(Options) if hasattr(args, f.name)}
     return replace(options, **{k: v for k, v in given.items() if v is not None})
@@ -286,6 +314,15 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from cachebench.matrix import (
+        OptionsError,
+        prepare_out,
+        run_matrix,
+        save,
+        unstable_cells,
+        validate,
+    )
+
     # What a run writes is its user's, as the service's files are: --out and the directories
     # made in it 0700, every file 0600, those of gunicorn and Locust too (they inherit it).
     os.umask(0o077)
@@ -322,6 +359,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from reports.compare import CompareError, compare_runs, format_comparison
+
     try:
         table = compare_runs(args.run_a, args.run_b)
     except (CompareError, OSError, KeyError) as exc:
@@ -338,7 +377,7 @@ class ConsoleProgress:
         self.stream = stream
         self.live = stream.isatty()
 
-    def running(self, run: Run, elapsed_s: float, rps: float | None) -> None:
+    def running(self, run: "Run", elapsed_s: float, rps: float | None) -> None:
         if self.live:
             rate = f"{rps:.0f} req/s" if rps is not None else "starting"
             self.stream.write(
@@ -346,7 +385,7 @@ class ConsoleProgress:
             )
             self.stream.flush()
 
-    def finished(self, run: Run, row: dict | None, error: str | None) -> None:
+    def finished(self, run: "Run", row: dict | None, error: str | None) -> None:
         prefix = (
             f"\r[{run.index}/{run.total}] {run.name}: "
             if self.live

@@ -5,7 +5,9 @@ every process in them, whatever ends the run.
 
 A run's namespaces are `cb-<run id>-<host>`, and its bridge and links live inside them (the
 bridge in a `cb-<run id>-switch` namespace of its own), so that two runs never share a name
-and removing a run's namespaces removes exactly its links.
+and removing a run's namespaces removes exactly its links. The run id starts with the
+process id of the run that made them: a run killed outright (SIGKILL) cleans up nothing, and
+the next one removes what it left (sweep_leftovers).
 """
 
 import ctypes
@@ -135,10 +137,34 @@ def run_namespaces(run_id: str) -> list[str]:
     return sorted(p.name for p in NAMESPACES.glob(f"{PREFIX}{run_id}-*"))
 
 
+def new_run_id() -> str:
+    """`<this process's id>.<random>`: unique among the runs going on, and telling whether
+    the run that made a namespace is still alive."""
+    return f"{os.getpid()}.{secrets.token_hex(2)}"
+
+
+def leftovers() -> list[str]:
+    """The namespaces of runs whose process is gone: killed before they could clean up."""
+    found = []
+    for path in NAMESPACES.glob(f"{PREFIX}*.*-*"):
+        pid = path.name.removeprefix(PREFIX).split(".", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            found.append(path.name)
+    return sorted(found)
+
+
+def sweep_leftovers() -> None:
+    """Remove the namespaces, links and processes of runs that were killed outright."""
+    for namespace in leftovers():
+        remove_namespace(namespace)
+
+
 @contextmanager
 def network(run_id: str | None = None) -> Iterator[Network]:
-    """A run's network, with no host yet (Network.add); removed on exit, whatever happens."""
-    run_id = run_id or secrets.token_hex(3)
+    """A run's network, with no host yet (Network.add); removed on exit, whatever happens.
+    What runs killed outright left is removed first."""
+    sweep_leftovers()
+    run_id = run_id or new_run_id()
     made: list[Network] = []
     try:
         made.append(Network(run_id))

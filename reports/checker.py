@@ -30,10 +30,19 @@ favour. A write is superseded only by a write invoked more than S after it compl
 read may return any write invoked up to S after it completed, and a read is stale only when
 the supersession came more than S before its invocation. Its staleness age is still the
 invocation minus the supersession, as the clocks say it.
+
+How it is computed: on integer codes (of keys, of (key, value) pairs) and sorted arrays, no
+text compared after the names are coded once; every look-up of "the last write of this pair
+invoked by then" or "the first write of this key invoked after that" is a binary search, so a
+history of ten million operations is judged in seconds and in a few arrays of its length.
 """
+
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from reports.history_format import INITIAL_VALUES, NAME_PATTERN
 
@@ -44,6 +53,20 @@ FINAL_VERDICTS = ("ok", "lost", "phantom", "unjudged")
 BEFORE_ALL = np.iinfo(np.int64).min  # when the initial state was written
 NEVER = np.iinfo(np.int64).max  # when a write no later write supersedes is superseded
 
+READS_AT_ONCE = 1_000_000
+ABSENT = -1  # the value code of "absent": a DELETE's, a 404's, the initial state's
+
+
+class Judged(NamedTuple):
+    """The verdicts of a history's GETs, as arrays aligned with `positions`, their rows'
+    positions in the history: `verdict` (codes into VERDICTS), `staleness_ns` (the age of a
+    stale read, 0 for any other) and `earlier_run` (it returned a name an earlier run wrote)."""
+
+    positions: np.ndarray
+    verdict: np.ndarray
+    staleness_ns: np.ndarray
+    earlier_run: np.ndarray
+
 
 def classify_reads(history: pd.DataFrame, skew_ns: int = 0) -> pd.DataFrame:
     """Every GET of `history` (a read_history frame), judged against the whole history, with
@@ -53,24 +76,12 @@ def classify_reads(history: pd.DataFrame, skew_ns: int = 0) -> pd.DataFrame:
     (categorical, one of VERDICTS), `staleness_ns` (Int64: the staleness age of a stale
     read, NA for any other) and `earlier_run` (it returned a name an earlier run wrote).
     """
-    gets = history[history["op"] == "get"]
-    latest, found, explained = _latest_supersession(
-        history, gets, gets["t_complete_ns"] + skew_ns, skew_ns
-    )
-    t_invoke = gets["t_invoke_ns"].to_numpy()
-    judged = _judged(gets)
-    stale = judged & found & (latest < t_invoke - skew_ns)
-    verdict = np.full(len(gets), "ok", dtype=object)
-    verdict[stale] = "stale"
-    verdict[~found] = "future"
-    verdict[~explained] = "phantom"
-    verdict[~judged] = "unjudged"
-    age = np.zeros(len(gets), dtype=np.int64)
-    age[stale] = t_invoke[stale] - latest[stale]
-    return gets.assign(
-        verdict=pd.Categorical(verdict, categories=VERDICTS),
-        staleness_ns=pd.arrays.IntegerArray(age, mask=~stale),
-        earlier_run=_earlier_run(history, gets),
+    judged = Judge(history, skew_ns).reads()
+    stale = judged.verdict == VERDICTS.index("stale")
+    return history.iloc[judged.positions].assign(
+        verdict=pd.Categorical.from_codes(judged.verdict, categories=VERDICTS),
+        staleness_ns=pd.arrays.IntegerArray(judged.staleness_ns, mask=~stale),
+        earlier_run=judged.earlier_run,
     )
 
 
@@ -83,161 +94,296 @@ def classify_final_reads(
     Returns `final_reads` with a `verdict` column (categorical, one of FINAL_VERDICTS): `lost`
     when the write it returned was superseded, so that a later write was lost.
     """
-    after_everything = pd.Series(NEVER, index=final_reads.index)
-    latest, _, explained = _latest_supersession(history, final_reads, after_everything, skew_ns)
-    verdict = np.full(len(final_reads), "ok", dtype=object)
-    verdict[latest < NEVER] = "lost"
-    verdict[~explained] = "phantom"
-    verdict[~_judged(final_reads)] = "unjudged"
-    return final_reads.assign(verdict=pd.Categorical(verdict, categories=FINAL_VERDICTS))
+    verdict = Judge(history, skew_ns).final_reads(final_reads)
+    return final_reads.assign(verdict=pd.Categorical.from_codes(verdict, FINAL_VERDICTS))
 
 
-def _judged(reads: pd.DataFrame) -> np.ndarray:
+class Judge:
+    """The writes of one history, coded and sorted once, to judge its reads and any others
+    (final reads) against, with clocks that may be `skew_ns` apart."""
+
+    def __init__(self, history: pd.DataFrame, skew_ns: int = 0) -> None:
+        self.history = history
+        self.skew_ns = skew_ns
+        self.is_get = (history["op"].cat.codes == 0).to_numpy()  # OPS[0]
+        self.key_codes, self.keys = pd.factorize(history["key"])
+        self.value_codes, self.values = pd.factorize(history["value"])
+        self.earlier_names = _earlier_run_names(pd.Series(self.values), history["worker"])
+        self.status = history["status"].to_numpy()
+
+        # Every write that may have happened: key, value (ABSENT for a DELETE), invocation,
+        # whether it surely happened (definite), and done: when it had taken effect if it
+        # did: its completion, or NEVER for a timeout, which the server may still carry out
+        # after the client gave up.
+        status = self.status
+        succeeded = (status >= 200) & (status <= 299)
+        failed = (status == 0) | (status >= 500)
+        op = history["op"].cat.codes.to_numpy()
+        rows = np.flatnonzero((op != 0) & (succeeded | failed))
+        self.w_key = self.key_codes[rows]
+        self.w_value = np.where(op[rows] == 1, self.value_codes[rows], ABSENT)  # OPS[1]: put
+        self.w_invoke = history["t_invoke_ns"].to_numpy()[rows]
+        w_done = history["t_complete_ns"].to_numpy()[rows]
+        self.w_done = np.where(status[rows] == 0, NEVER, w_done)
+        definite = succeeded[rows]
+        self.w_definite_done = w_done[definite]  # for visibility: when each surely took effect
+        self.w_definite_key = self.w_key[definite]
+
+        # The earliest completion among each definite write and those invoked after it on its
+        # key, to find when any write was superseded (the initial state supersedes nothing).
+        self.superseders = Timeline(self.w_key[definite], self.w_invoke[definite])
+        done = self.w_done[definite][self.superseders.order]
+        self.earliest = _by_group(done[::-1], self.superseders.group[::-1]).cummin()
+        self.earliest = self.earliest.to_numpy()[::-1]
+        self.w_superseded = self.superseded_at(self.w_key, self.w_done)
+
+    def superseded_at(self, keys: np.ndarray, done: np.ndarray) -> np.ndarray:
+        """When writes on `keys` done at `done` were superseded: the earliest completion of a
+        definite write on its key invoked more than the skew after (NEVER if there is none)."""
+        # NEVER stays NEVER: a write that may yet take effect is never superseded.
+        after = np.where(done > NEVER - self.skew_ns, NEVER, done + self.skew_ns)
+        first = self.superseders.first_after(keys, after)
+        return _pick(self.earliest, first, NEVER)
+
+    def reads(self) -> Judged:
+        """The verdicts of the history's own GETs (see classify_reads)."""
+        positions = np.flatnonzero(self.is_get)
+        status = self.status[positions]
+        values = self.value_codes[positions]
+        earlier = self._earlier(values, status)
+        candidates = self._candidates(
+            (self.key_codes[positions], self.keys), (_read_values(values, status), self.values),
+            earlier,
+        )  # fmt: skip
+        # A million reads at a time: each is judged on its own, and the arrays of each step
+        # stay a few tens of MB whatever the history's length.
+        parts = [
+            self._reads(positions[i : i + READS_AT_ONCE], candidates)
+            for i in range(0, len(positions), READS_AT_ONCE)
+        ] or [self._reads(positions, candidates)]
+        verdict, age = (np.concatenate(arrays) for arrays in zip(*parts, strict=True))
+        return Judged(positions, verdict, age, earlier)
+
+    def _reads(self, positions: np.ndarray, candidates: "_Candidates") -> tuple[np.ndarray, ...]:
+        history, skew_ns = self.history, self.skew_ns
+        status = self.status[positions]
+        values = self.value_codes[positions]
+        t_invoke = history["t_invoke_ns"].to_numpy()[positions]
+        t_complete = history["t_complete_ns"].to_numpy()[positions]
+        latest, found, explained = candidates.latest_supersession(
+            self.key_codes[positions], _read_values(values, status), t_complete + skew_ns
+        )
+        judged = _judged(status, values != _code_of(self.values, ""))
+        stale = judged & found & (latest < t_invoke - skew_ns)
+        verdict = np.zeros(len(positions), dtype=np.int8)
+        verdict[stale] = VERDICTS.index("stale")
+        verdict[~found] = VERDICTS.index("future")
+        verdict[~explained] = VERDICTS.index("phantom")
+        verdict[~judged] = VERDICTS.index("unjudged")
+        return verdict, np.where(stale, t_invoke - latest, 0)
+
+    def final_reads(self, final_reads: pd.DataFrame) -> np.ndarray:
+        """The verdict of each final read (codes into FINAL_VERDICTS; see classify_final_reads)."""
+        status = final_reads["status"].to_numpy()
+        keys = _extended(self.keys, final_reads["key"])
+        names = _extended(self.values, final_reads["value"])
+        values = names.get_indexer(final_reads["value"])  # NA: -1, ABSENT
+        earlier = self._earlier(values, status, names[len(self.values) :])
+        keys = (keys.get_indexer(final_reads["key"]), keys)
+        values = (_read_values(values, status), names)
+        latest, _, explained = self._candidates(keys, values, earlier).latest_supersession(
+            keys[0], values[0], np.full(len(final_reads), NEVER)
+        )
+        verdict = np.zeros(len(final_reads), dtype=np.int8)
+        verdict[latest < NEVER] = FINAL_VERDICTS.index("lost")
+        verdict[~explained] = FINAL_VERDICTS.index("phantom")
+        nonempty = (final_reads["value"] != "").fillna(False).to_numpy(bool)
+        verdict[~_judged(status, nonempty)] = FINAL_VERDICTS.index("unjudged")
+        return verdict
+
+    def _earlier(
+        self, values: np.ndarray, status: np.ndarray, new_names: pd.Index | None = None
+    ) -> np.ndarray:
+        """Which reads of value codes `values` returned a name an earlier run wrote; codes past
+        the history's own values are those of `new_names`, in order."""
+        earlier_names = self.earlier_names
+        if new_names is not None:
+            new = _earlier_run_names(pd.Series(new_names, dtype="string"), self.history["worker"])
+            earlier_names = np.concatenate([earlier_names, new])
+        return (status != 404) & (_pick(earlier_names, values, 0) == 1)
+
+    def _candidates(
+        self, keys: tuple[np.ndarray, pd.Index], values: tuple[np.ndarray, pd.Index],
+        earlier: np.ndarray,
+    ) -> "_Candidates":  # fmt: skip
+        """The writes that reads could have returned, for reads of `keys` (codes, and the
+        keys they code, the history's first) and `values` (codes, ABSENT for a 404, and the
+        names they code, the history's first), `earlier` those of a name an earlier run wrote:
+        the history's writes, and the initial state of each key read: absent or its
+        INITIAL_VALUES name, and any name an earlier run wrote there."""
+        (keys, key_index), (values, names) = keys, values
+        initial_keys = np.flatnonzero(np.bincount(keys, minlength=len(key_index)))
+        initial_values = np.array(
+            [
+                _code_of(names, INITIAL_VALUES[k]) if k in INITIAL_VALUES else ABSENT
+                for k in key_index[initial_keys]
+            ],
+            dtype=np.int64,
+        )
+        earlier_pairs = np.unique(np.stack([keys[earlier], values[earlier]]), axis=1)
+        initial = np.concatenate([initial_keys, earlier_pairs[0]])
+        return _Candidates(
+            np.concatenate([self.w_key, initial]),
+            np.concatenate([self.w_value, initial_values, earlier_pairs[1]]),
+            np.concatenate([self.w_invoke, np.full(len(initial), BEFORE_ALL)]),
+            np.concatenate(
+                [self.w_superseded, self.superseded_at(initial, np.full(len(initial), BEFORE_ALL))]
+            ),
+            slots=max(len(names), values.max(initial=0)) + 2,
+        )
+
+
+class _Candidates:
+    """The writes reads could have returned (Judge._candidates): key, value, invocation and
+    supersession of each, arranged to find, for a read, the latest supersession among those
+    of its key and value invoked by a time."""
+
+    def __init__(
+        self, keys: np.ndarray, values: np.ndarray, invoked: np.ndarray,
+        superseded: np.ndarray, slots: int,
+    ) -> None:  # fmt: skip
+        # Most names are written once: a read of such a name (or of one never written) has
+        # one candidate at most, looked up directly. The others (absent, a name written
+        # twice) are searched for among the candidates of a value written more than once.
+        self.slots = slots
+        self.per_value = np.bincount(values + 1, minlength=slots)
+        shared = self.per_value[values + 1] > 1
+        self.only = np.full(slots, -1)
+        self.only[values[~shared] + 1] = np.flatnonzero(~shared)
+        self.keys, self.invoked, self.superseded = keys, invoked, superseded
+        # One integer per (key, value), equal exactly when both are.
+        pairs = keys[shared].astype(np.int64) * slots + values[shared] + 1
+        self.pairs = np.unique(pairs)
+        # The shared ones by pair and time of invocation, each carrying the latest
+        # supersession among itself and those of its pair invoked before it.
+        self.timeline = Timeline(np.searchsorted(self.pairs, pairs), invoked[shared])
+        self.latest = _by_group(superseded[shared][self.timeline.order], self.timeline.group)
+        self.latest = self.latest.cummax().to_numpy()
+
+    def latest_supersession(
+        self, keys: np.ndarray, values: np.ndarray, t_complete: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For each read of `keys` and `values` (codes; ABSENT for a 404), the latest
+        supersession among the candidates of its key and value invoked by its `t_complete`
+        (the skew already added: the latest invocation that may still precede it). Returns
+        three arrays aligned with the reads: latest (NEVER where no such write was
+        superseded), found (there is such a write) and explained (some write on its key wrote
+        its value, whenever it was invoked)."""
+        explained = np.zeros(len(keys), dtype=bool)
+        found = np.zeros(len(keys), dtype=bool)
+        latest = np.full(len(keys), NEVER)
+
+        direct = self.per_value[values + 1] <= 1
+        candidate = self.only[values[direct] + 1]
+        explained[direct] = _pick(self.keys, candidate, -1) == keys[direct]
+        found[direct] = explained[direct] & (
+            _pick(self.invoked, candidate, NEVER) <= t_complete[direct]
+        )
+        latest[direct] = _pick(self.superseded, np.where(found[direct], candidate, -1), NEVER)
+
+        searched = ~direct
+        pairs = keys[searched].astype(np.int64) * self.slots + values[searched] + 1
+        pair = np.searchsorted(self.pairs, pairs)
+        known = pair < len(self.pairs)
+        known[known] = self.pairs[pair[known]] == pairs[known]
+        explained[searched] = known
+        last = self.timeline.last_by(np.where(known, pair, -1), t_complete[searched])
+        found[searched] = last >= 0
+        latest[searched] = _pick(self.latest, last, NEVER)
+        return latest, found, explained
+
+
+class Timeline:
+    """Events (group, time), sorted by group then time, for binary searches per group: the
+    last event of a group at or before a time, and the first one after a time.
+
+    Times are replaced by their ranks, so that (group, rank) is one integer: group × (n + 1)
+    + rank, in the order of (group, time); events at the same time keep their given order.
+    """
+
+    def __init__(self, group: np.ndarray, time: np.ndarray) -> None:
+        n = len(time)
+        by_time = np.argsort(time, kind="stable")
+        self.times = time[by_time]
+        rank = np.empty(n, dtype=np.int64)
+        rank[by_time] = np.arange(n)
+        self.width = n + 1
+        composite = group.astype(np.int64) * self.width + rank
+        self.order = np.argsort(composite)  # no two are equal: any sort is stable
+        self.composite = composite[self.order]
+        self.group = group[self.order]
+
+    def last_by(self, group: np.ndarray, time: np.ndarray, strict: bool = False) -> np.ndarray:
+        """For each (group, time), the position (in sorted order) of the last event of that
+        group at or before `time` (before it if `strict`), or -1."""
+        below = np.searchsorted(self.times, time, side="left" if strict else "right")
+        last = np.searchsorted(self.composite, group * self.width + below) - 1
+        return self._of(last, group)
+
+    def first_after(self, group: np.ndarray, time: np.ndarray) -> np.ndarray:
+        """For each (group, time), the position of the first event of that group after
+        `time`, or -1."""
+        at_most = np.searchsorted(self.times, time, side="right")
+        return self._of(np.searchsorted(self.composite, group * self.width + at_most), group)
+
+    def _of(self, position: np.ndarray, group: np.ndarray) -> np.ndarray:
+        inside = (position >= 0) & (position < len(self.group))
+        inside[inside] = self.group[position[inside]] == group[inside]
+        return np.where(inside, position, -1)
+
+
+def _pick(values: np.ndarray, positions: np.ndarray, missing: int) -> np.ndarray:
+    """`values` at `positions`, `missing` where a position is -1."""
+    picked = np.full(len(positions), missing, dtype=np.int64)
+    found = positions >= 0
+    picked[found] = values[positions[found]]
+    return picked
+
+
+def _by_group(values: np.ndarray, groups: np.ndarray) -> "pd.core.groupby.SeriesGroupBy":
+    return pd.Series(values).groupby(groups, sort=False)
+
+
+def _judged(status: np.ndarray, has_name: np.ndarray) -> np.ndarray:
     # A 2xx without a name read nothing: its body was not a video (a worker killed while
     # answering cuts the body short after the headers), and the client failed it.
-    status = reads["status"]
-    read_a_name = status.between(200, 299) & (reads["value"] != "")
-    return (read_a_name | (status == 404)).to_numpy()
+    return ((status >= 200) & (status <= 299) & has_name) | (status == 404)
 
 
-def _latest_supersession(
-    history: pd.DataFrame, reads: pd.DataFrame, t_complete: pd.Series, skew_ns: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each read, the latest supersession among the writes it could have returned.
-
-    Those are the writes on its key of the value it returned (see the module's docstring)
-    that were invoked by its `t_complete` (the skew already added: the latest invocation
-    that may still precede it). Returns three arrays aligned with `reads`:
-    latest (NEVER where no such write was superseded), found (there is such a write) and
-    explained (some write on its key wrote its value, whenever it was invoked).
-    """
-    writes = _writes(history, reads)
-    write_pairs, read_pairs = _pairs(writes, reads)
-
-    # The writes each read could have returned, by time of invocation, each carrying the
-    # latest supersession among itself and those of its pair invoked before it.
-    candidates = pd.DataFrame(
-        {
-            "pair": write_pairs,
-            "t_invoke_ns": writes["t_invoke_ns"].to_numpy(),
-            "latest": _superseded_at(writes, skew_ns),
-        }
-    ).sort_values(["pair", "t_invoke_ns"], kind="stable")
-    candidates["latest"] = candidates.groupby("pair", sort=False)["latest"].cummax()
-    candidates = candidates.sort_values("t_invoke_ns", kind="stable")
-
-    lookup = pd.DataFrame(
-        {
-            "pair": read_pairs,
-            "t_complete_ns": t_complete.to_numpy(np.int64),
-            "position": np.arange(len(reads)),
-        }
-    ).sort_values("t_complete_ns", kind="stable")
-    matched = pd.merge_asof(
-        lookup,
-        candidates.astype({"latest": "Int64"}),  # nullable, so that no match stays exact
-        left_on="t_complete_ns",
-        right_on="t_invoke_ns",
-        by="pair",
-        direction="backward",
-    )
-    latest = np.empty(len(reads), dtype=np.int64)
-    found = np.empty(len(reads), dtype=bool)
-    positions = matched["position"].to_numpy()
-    found[positions] = matched["latest"].notna().to_numpy()
-    latest[positions] = matched["latest"].fillna(NEVER).to_numpy(np.int64)
-    return latest, found, pd.Series(read_pairs).isin(write_pairs).to_numpy()
+def _read_values(values: np.ndarray, status: np.ndarray) -> np.ndarray:
+    """What each read returned: its name's code, or ABSENT for a 404."""
+    return np.where(status == 404, ABSENT, values)
 
 
-def _earlier_run(history: pd.DataFrame, reads: pd.DataFrame) -> np.ndarray:
-    """Which `reads` returned a name written by a writer absent from `history`."""
-    writer = reads["value"].str.fullmatch(NAME_PATTERN) & (reads["status"] != 404)
-    names = reads["value"].str.extract(NAME_PATTERN, expand=False)
-    return (writer.fillna(False) & ~names.isin(history["worker"])).to_numpy(bool)
+def _extended(uniques: pd.Index, values: pd.Series) -> pd.Index:
+    """`uniques` (from pd.factorize), then each of `values` not among them, once."""
+    new = values[uniques.get_indexer(values) < 0].dropna().unique()
+    return uniques.append(pd.Index(new, dtype=uniques.dtype))
 
 
-def _writes(history: pd.DataFrame, reads: pd.DataFrame) -> pd.DataFrame:
-    """Every write that may have happened, and the initial state of every key read: absent
-    or its INITIAL_VALUES name, and any name an earlier run wrote there (_earlier_run).
-
-    Columns: key, value (NA for absent), t_invoke_ns, definite (it surely happened), and
-    done_ns: when it had taken effect if it did: its completion, or NEVER for a timeout,
-    which the server may still carry out after the client gave up.
-    """
-    status = history["status"]
-    succeeded = status.between(200, 299)
-    failed = (status == 0) | (status >= 500)
-    rows = history[history["op"].isin(("put", "delete")) & (succeeded | failed)]
-    writes = pd.DataFrame(
-        {
-            "key": rows["key"],
-            "value": rows["value"].where(rows["op"] == "put"),
-            "t_invoke_ns": rows["t_invoke_ns"],
-            "definite": succeeded[rows.index],
-            "done_ns": rows["t_complete_ns"].where(rows["status"] != 0, NEVER),
-        }
-    )
-    keys = pd.Series(pd.unique(reads["key"].to_numpy(np.int64)))
-    earlier = reads[_earlier_run(history, reads)].drop_duplicates(["key", "value"])
-    initial = pd.DataFrame(
-        {
-            "key": pd.concat([keys, earlier["key"]], ignore_index=True),
-            "value": pd.concat(
-                [keys.map(INITIAL_VALUES).astype("string"), earlier["value"]], ignore_index=True
-            ),
-            "t_invoke_ns": BEFORE_ALL,
-            "definite": True,
-            "done_ns": BEFORE_ALL,
-        }
-    )
-    return pd.concat([initial, writes], ignore_index=True)
+def _code_of(names: pd.Index, name: str) -> int:
+    """The code of `name` among `names` (each once), or one that no name has."""
+    code = np.flatnonzero(np.asarray(names == name, dtype=bool))
+    return int(code[0]) if len(code) else len(names)
 
 
-def _superseded_at(writes: pd.DataFrame, skew_ns: int) -> np.ndarray:
-    """When each write was superseded: the earliest completion of a definite write on its key
-    invoked more than `skew_ns` after it was done (NEVER if there is none)."""
-    # The initial state supersedes nothing: nothing was done before it.
-    definite = writes.loc[writes["definite"] & (writes["t_invoke_ns"] > BEFORE_ALL)]
-    definite = definite.sort_values(["key", "t_invoke_ns"], kind="stable")
-    # The earliest completion among each definite write and those invoked after it.
-    definite = definite.assign(
-        earliest=definite["done_ns"]
-        .iloc[::-1]
-        .groupby(definite["key"].iloc[::-1], sort=False)
-        .cummin()
-        .iloc[::-1]
-        .astype("Int64")
-    )
-    done = writes["done_ns"].to_numpy(np.int64)
-    lookup = pd.DataFrame(
-        {
-            "key": writes["key"].to_numpy(),
-            # NEVER stays NEVER: a write that may yet take effect is never superseded.
-            "done_ns": np.where(done > NEVER - skew_ns, NEVER, done + skew_ns),
-            "position": np.arange(len(writes)),
-        }
-    ).sort_values("done_ns", kind="stable")
-    matched = pd.merge_asof(
-        lookup,
-        definite[["key", "t_invoke_ns", "earliest"]].sort_values("t_invoke_ns", kind="stable"),
-        left_on="done_ns",
-        right_on="t_invoke_ns",
-        by="key",
-        direction="forward",
-        allow_exact_matches=False,
-    )
-    superseded = np.empty(len(writes), dtype=np.int64)
-    superseded[matched["position"].to_numpy()] = (
-        matched["earliest"].fillna(NEVER).to_numpy(np.int64)
-    )
-    return superseded
-
-
-def _pairs(writes: pd.DataFrame, reads: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """One integer per (key, value) of each write and of each read, equal exactly when both
-    are; absent (a write's NA, a read's 404) is a value of its own."""
-    keys, _ = pd.factorize(pd.concat([writes["key"], reads["key"]], ignore_index=True))
-    values, names = pd.factorize(pd.concat([writes["value"], reads["value"]], ignore_index=True))
-    values[len(writes) :][(reads["status"] == 404).to_numpy()] = -1  # as NA is
-    pairs = keys.astype(np.int64) * (len(names) + 1) + (values + 1)
-    return pairs[: len(writes)], pairs[len(writes) :]
+def _earlier_run_names(names: pd.Series, workers: pd.Series) -> np.ndarray:
+    """Which of `names` (each read once) an earlier run wrote: the harness's form, by a
+    writer that is not among `workers`."""
+    writer = names.str.fullmatch(NAME_PATTERN).fillna(False).to_numpy(bool)
+    # A name of that form is its writer, "#", digits: the writer is what precedes the "#"
+    # (split by Arrow: a regular expression's extraction takes seconds on a million names).
+    parts = pc.split_pattern(pa.array(names[writer], type=pa.string()), "#", max_splits=1)
+    writers = pd.array(pc.list_element(parts, 0), dtype=pd.StringDtype("pyarrow"))
+    writer[writer] = ~pd.Series(writers).isin(workers.unique()).to_numpy(bool)
+    return writer

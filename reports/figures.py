@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reports.checker import classify_final_reads, classify_reads
+from reports.checker import FINAL_VERDICTS, VERDICTS, Judge
 from reports.history import HistoryError, read_final_reads, read_history, run_window
 from reports.history_format import RUN_FILE
+from reports.visibility import curve, visibility_figures
 
 # Latency figures: f"{group}_{percentile}_ms" for each group of operations (see figures()).
 PERCENTILES = {"p50": 50, "p95": 95, "p99": 99, "max": 100}
@@ -43,67 +44,75 @@ def figures(
     has nothing to be computed from (a rate without operations, a percentile without
     samples) is None.
     """
+    # Every subset is a boolean mask over the history's columns as arrays: a history of ten
+    # million operations is never copied whole.
     skew_ns = round(clock_skew_ms * 1e6)
-    in_window = window_mask(history, start_ns, end_ns)
-    ops = history[in_window]
-    reads = classify_reads(history, skew_ns)
-    reads = reads[in_window[reads.index]]
-    verdicts = reads["verdict"].value_counts()
+    in_window = window_mask(history, start_ns, end_ns).to_numpy()
+    judge = Judge(history, skew_ns)
+    judged = judge.reads()
+    read_in_window = in_window[judged.positions]
+    verdicts = _counts(judged.verdict[read_in_window], VERDICTS)
+    t_invoke = history["t_invoke_ns"].to_numpy()
+    t_complete = history["t_complete_ns"].to_numpy()
+    t_intended = history["t_intended_ns"].to_numpy()
+    n_ops = int(in_window.sum())
 
     # Throughput's denominator: the window, from its start (else the first invocation in it)
     # to its end (else the last completion in it).
     duration_ns = offered = None
-    if len(ops):
-        start = start_ns if start_ns is not None else ops["t_invoke_ns"].min()
-        end = end_ns if end_ns is not None else ops["t_complete_ns"].max()
+    if n_ops:
+        start = start_ns if start_ns is not None else t_invoke[in_window].min()
+        end = end_ns if end_ns is not None else t_complete[in_window].max()
         duration_ns = int(end - start)
         # Offered when it was due, answered or not: an open loop's arrival, or any operation
         # of a closed loop (due when it was sent).
-        intended = history["t_intended_ns"]
-        offered = int(((intended >= start) & (intended <= end)).sum()) + unsent_arrivals
+        offered = int(((t_intended >= start) & (t_intended <= end)).sum()) + unsent_arrivals
 
-    status = ops["status"]
-    answered = ops[status != 0]
-    answered_gets = answered[answered["op"] == "get"]
-    judged = len(reads) - int(verdicts["unjudged"])
-    staleness_ms = reads["staleness_ns"].dropna().to_numpy(np.int64) / 1e6
+    status = history["status"].to_numpy()
+    op = history["op"]
+    is_get = judge.is_get
+    answered = in_window & (status != 0)
+    n_reads = int(read_in_window.sum())
+    judged_reads = n_reads - int(verdicts["unjudged"])
+    stale = read_in_window & (judged.verdict == VERDICTS.index("stale"))
+    staleness_ms = judged.staleness_ns[stale] / 1e6
+    cache = history["cache"]
 
     result: Figures = {
-        "ops": len(ops),
-        "reads": int((ops["op"] == "get").sum()),
-        "writes": int(ops["op"].isin(("put", "delete")).sum()),
-        "errors": int(((status == 0) | (status >= 500)).sum()),
+        "ops": n_ops,
+        "reads": n_reads,
+        "writes": int((in_window & ~is_get).sum()),
+        "errors": int((in_window & ((status == 0) | (status >= 500))).sum()),
         "duration_s": duration_ns / 1e9 if duration_ns else None,
-        "throughput_rps": len(ops) / (duration_ns / 1e9) if duration_ns else None,
+        "throughput_rps": n_ops / (duration_ns / 1e9) if duration_ns else None,
         "offered_rps": offered / (duration_ns / 1e9) if duration_ns else None,
-        "send_lag_p99_ms": _percentile(
-            (ops["t_invoke_ns"] - ops["t_intended_ns"]).to_numpy() / 1e6, 99
-        ),
-        "hit_rate": _hit_rate(answered_gets["cache"]),
-        "judged_reads": judged,
+        "send_lag_p99_ms": _percentile((t_invoke - t_intended)[in_window] / 1e6, 99),
+        "hit_rate": _hit_rate(cache, answered & is_get),
+        "judged_reads": judged_reads,
         "stale_reads": int(verdicts["stale"]),
-        "stale_rate": _share(verdicts["stale"], judged),
+        "stale_rate": _share(verdicts["stale"], judged_reads),
         "staleness_median_ms": float(np.median(staleness_ms)) if len(staleness_ms) else None,
         "staleness_max_ms": float(staleness_ms.max()) if len(staleness_ms) else None,
+        **visibility_figures(curve(judge, judged, read_in_window)),
         "phantoms": int(verdicts["phantom"]),
         "future_reads": int(verdicts["future"]),
-        "earlier_run_reads": int(reads["earlier_run"].sum()),
+        "earlier_run_reads": int(judged.earlier_run[read_in_window].sum()),
         "clock_skew_ms": clock_skew_ms,
-        **_lost_writes(history, final_reads, skew_ns),
+        **_lost_writes(judge, final_reads),
     }
-    latency_ms = (answered["t_complete_ns"] - answered["t_invoke_ns"]) / 1e6
+    latency_ms = (t_complete[answered] - t_invoke[answered]) / 1e6
     # From when it was due: what the user of an open loop waits, the send lag included.
-    corrected_ms = (answered["t_complete_ns"] - answered["t_intended_ns"]) / 1e6
-    is_get = answered["op"] == "get"
+    corrected_ms = (t_complete[answered] - t_intended[answered]) / 1e6
+    is_get = is_get[answered]
     groups = {
-        "all": np.ones(len(answered), dtype=bool),
-        "get_hit": is_get & (answered["cache"] == "HIT"),
-        "get_miss": is_get & (answered["cache"] == "MISS"),
-        "put": answered["op"] == "put",
+        "all": np.ones(len(latency_ms), dtype=bool),
+        "get_hit": is_get & (cache == "HIT").to_numpy(bool)[answered],
+        "get_miss": is_get & (cache == "MISS").to_numpy(bool)[answered],
+        "put": (op == "put").to_numpy(bool)[answered],
     }
     for group, members in groups.items():
-        result.update(_percentiles(group, latency_ms[members].to_numpy()))
-        result.update(_percentiles(f"{group}_corrected", corrected_ms[members].to_numpy()))
+        result.update(_percentiles(group, latency_ms[members]))
+        result.update(_percentiles(f"{group}_corrected", corrected_ms[members]))
     return result
 
 
@@ -188,14 +197,19 @@ def _format(name: str, value: float | None) -> str:
     return f"{value:,}"
 
 
-def _lost_writes(history: pd.DataFrame, final_reads: pd.DataFrame | None, skew_ns: int) -> Figures:
+def _lost_writes(judge: Judge, final_reads: pd.DataFrame | None) -> Figures:
     if final_reads is None:
         return {"final_reads": None, "lost_writes": None}
-    verdicts = classify_final_reads(history, final_reads, skew_ns)["verdict"].value_counts()
+    verdicts = _counts(judge.final_reads(final_reads), FINAL_VERDICTS)
     return {
         "final_reads": len(final_reads) - int(verdicts["unjudged"]),
         "lost_writes": int(verdicts["lost"] + verdicts["phantom"]),
     }
+
+
+def _counts(codes: np.ndarray, names: tuple[str, ...]) -> dict[str, int]:
+    """How many of `codes` are each of `names` (codes index it)."""
+    return dict(zip(names, np.bincount(codes, minlength=len(names)).tolist(), strict=True))
 
 
 def _percentile(values: np.ndarray, percentile: float) -> float | None:
@@ -210,12 +224,12 @@ def _percentiles(group: str, latency_ms: np.ndarray) -> Figures:
     return {name: float(value) for name, value in zip(names, values, strict=True)}
 
 
-def _hit_rate(cache: pd.Series) -> float | None:
-    """The share of HIT among the answered GETs' X-Cache headers; unknown (None) when the
-    server sent none, which is not a hit rate of 0."""
-    if not (cache != "").any():
+def _hit_rate(cache: pd.Series, answered_gets: np.ndarray) -> float | None:
+    """The share of HIT among the answered GETs' X-Cache headers (`cache` where
+    `answered_gets`); unknown (None) when the server sent none, which is not a hit rate of 0."""
+    if not (cache != "").to_numpy(bool)[answered_gets].any():
         return None
-    return _share((cache == "HIT").sum(), len(cache))
+    return _share((cache == "HIT").to_numpy(bool)[answered_gets].sum(), int(answered_gets.sum()))
 
 
 def _share(part: float, whole: int) -> float | None:

@@ -17,10 +17,10 @@ DTYPES = {
     "key": "int64",  # the video id
     "value": "string",  # the name written, or the name read; empty for a 404 or an error
     "status": "int32",  # HTTP status; 0 for a transport error or timeout
-    "cache": "string",  # the X-Cache header, empty if absent
+    "cache": "category",  # the X-Cache header, empty if absent
     "t_invoke_ns": "int64",  # time.time_ns() just before sending
     "t_complete_ns": "int64",  # time.time_ns() just after the full response
-    "worker": "string",  # a stable id of the Locust process and user
+    "worker": "category",  # a stable id of the Locust process and user
     # When the operation should have been sent: an open loop's arrival, else t_invoke_ns.
     "t_intended_ns": "int64",
 }

@@ -27,6 +27,8 @@ FIGURE_NAMES = [
     "stale_rate",
     "staleness_median_ms",
     "staleness_max_ms",
+    "visibility_1pct_ms",
+    "visibility_01pct_ms",
     "phantoms",
     "future_reads",
     "earlier_run_reads",

@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -16,7 +17,15 @@ import pandas as pd
 import pytest
 
 from cachebench.matrix import Options, OptionsError, validate
-from cachebench.netns import SUBNET, entered, ip, network, processes_in, run_namespaces
+from cachebench.netns import (
+    SUBNET,
+    entered,
+    ip,
+    leftovers,
+    network,
+    processes_in,
+    run_namespaces,
+)
 from cachebench.processes import ServerError
 from cachebench.topology import Layout, built, haproxy_config
 from tests.test_matrix import CACHEBENCH, cachebench, processes_of
@@ -117,6 +126,38 @@ def test_hosts_reach_each_other_only_and_leave_nothing(hosts_machine):
     assert left.wait(timeout=10) == -signal.SIGKILL
     assert run_namespaces(made.run_id) == []
     assert links() == before
+
+
+KILLED_RUN = """
+import os, signal, subprocess
+from cachebench.netns import entered, network
+with network() as made:
+    with entered(made.add("a")):
+        subprocess.Popen(["sleep", "600"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    print(made.run_id, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.hosts
+def test_the_next_run_removes_what_a_killed_run_left(hosts_machine):
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_RUN], capture_output=True, text=True, check=False
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    run_id = killed.stdout.strip()
+    left = run_namespaces(run_id)
+    assert len(left) == 2  # its switch and its host, with a process in it
+    assert set(left) <= set(leftovers())
+    with network() as made:
+        assert run_namespaces(run_id) == []
+        assert made.run_id not in " ".join(leftovers())  # a live run's are not left over
+    assert links_of(run_id) == []
+
+
+def links_of(run_id):
+    """The links left in the caller's namespace that name run `run_id`."""
+    return [line for line in ip("-o", "link").splitlines() if run_id in line]
 
 
 @pytest.mark.hosts
