@@ -167,6 +167,7 @@ def strategies_summary():
             stale_rate=stale[invalidation, work] / 300, staleness_max_ms=40.0,
             extra_store_reads=1 if invalidation == "versioned" else 0,
             refills=20, misses_per_refill=1.5, refill_get_p99_ms=60.0,
+            visibility_1pct_ms=200.0 + repeat, visibility_01pct_ms=None,
         )
         for repeat in (1, 2)
         for work in (10, 50)
@@ -196,7 +197,8 @@ def test_the_strategies_table_and_the_race_window_sweep(tmp_path):
     for column in columns:
         assert column in strategies
     assert "| write_heavy | redis [work_ms=50,invalidation=delete] | 302 [" in strategies
-    assert "| 0 | 3.0% (18, 40.0) | 1.5 (60.0) |" in strategies
+    assert "| 0 | 3.0% (18, 40.0) | 1.5 (60.0) | 201.5 | – |" in strategies
+    assert "| visible to 99% ms | 99.9% ms |" in strategies
     assert strategies.index("| none [work_ms=10] |") < strategies.index("| redis [")
     assert "| redis [work_ms=10,invalidation=versioned] |" in strategies
     assert (
