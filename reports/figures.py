@@ -97,6 +97,7 @@ def figures(
     is_get = answered["op"] == "get"
     groups = {
         "all": np.ones(len(answered), dtype=bool),
+        "get": is_get,  # a latency objective's: what a reader waits, hit or miss
         "get_hit": is_get & (answered["cache"] == "HIT"),
         "get_miss": is_get & (answered["cache"] == "MISS"),
         "put": answered["op"] == "put",
