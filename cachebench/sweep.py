@@ -166,7 +166,7 @@ def run_sweep(
                         run = Run(line.cache, line.scenario, repeat, count, total, variant)
                         row = sweep_run(run, rate, options, search, addresses, progress,
                                         result.failures, run_cell)  # fmt: skip
-                        if row is None:  # failed: nothing to judge, the search stops here
+                        if row is None:  # failed: a failure, the search goes no higher
                             verdicts.append(FAIL)
                             break
                         result.rows.append(row)
