@@ -281,12 +281,17 @@ def test_an_open_loop_in_two_processes_shares_its_rate(serve, locust, tmp_path):
     assert code == 0, output
     run = run_file(history)
     assert (run["processes"], run["arrival_rate"], run["arrival"]) == (2, 100.0, "constant")
-    # About 290 due in the 2.9 s after seeding: 50 a second each, not 100.
-    assert 150 <= run["arrivals_scheduled"] <= 400
+    # At most about 290 due in the 2.9 s after seeding (a loaded machine starts the workers'
+    # schedulers late, so fewer); each process's constant gaps are 20 ms: 50 a second each.
+    assert 0 < run["arrivals_scheduled"] <= 400
     # Every arrival sent, but perhaps one per process due as the test stopped.
     assert run["arrivals_scheduled"] - 2 <= run["arrivals_sent"] <= run["arrivals_scheduled"]
     _, load = split_seeding(history)
-    assert load["worker"].str.rsplit("-", n=2).str[0].nunique() == 2, "arrivals of both workers"
+    process = load["worker"].str.rsplit("-", n=2).str[0]
+    assert process.nunique() == 2, "arrivals of both workers"
+    for _, intended in load.groupby(process)["t_intended_ns"]:
+        gaps = intended.drop_duplicates().sort_values().diff().dropna()
+        assert gaps.median() == pytest.approx(20e6, rel=0.01)
     assert run["requests"] <= len(load) <= run["requests"] + 2 * 256
 
 

@@ -360,8 +360,11 @@ def test_quick_run_writes_a_complete_report(quick_run):
         assert f"\n## {heading}\n" in report
     assert "\n## Resources over the run\n" in report
     page = (quick_run / "report.html").read_text()
-    # The three charts of the cells, and each run's resources over time.
-    assert page.count("data:image/png;base64,") == 3 + len(CACHE_BACKENDS)
+    # The three charts of the cells, and the resources over time of each run that may be
+    # quoted (on a loaded machine, seeding may leave a quick run too short a window).
+    summary = pd.read_csv(quick_run / "summary.csv", keep_default_na=False)
+    quoted = summary[summary["invalid"] == ""]
+    assert page.count("data:image/png;base64,") == 3 + len(quoted)
 
 
 @needs_every_server
