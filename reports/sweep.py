@@ -62,7 +62,7 @@ def rate_verdict(verdicts: list[str]) -> str:
 
 def rates(sweep: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration × rate: the medians of its repeats' figures and its
-    verdict (rate_verdict), ordered by rate."""
+    verdict (rate_verdict); the configurations in the sweep's order, each by rate."""
     if sweep.empty:
         return pd.DataFrame()
     rows = []
@@ -78,7 +78,12 @@ def rates(sweep: pd.DataFrame) -> pd.DataFrame:
             )},
             "processes": int(runs["processes"].max()),
         })  # fmt: skip
-    return pd.DataFrame(rows).sort_values([*LINE, "rate"], kind="stable").reset_index(drop=True)
+    # The configurations in the order they ran (the sweep's --caches), each by rate.
+    table = pd.DataFrame(rows)
+    lines = list(table[LINE].itertuples(index=False, name=None))
+    rank = {line: i for i, line in enumerate(dict.fromkeys(lines))}
+    table["line_rank"] = [rank[line] for line in lines]
+    return table.sort_values(["line_rank", "rate"]).drop(columns="line_rank").reset_index(drop=True)
 
 
 def capacities(rate_table: pd.DataFrame) -> pd.DataFrame:
