@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from cachebench import matrix
 from cachebench.affinity import CpuSets, cpu_sets, more_processes, parse_cpus, pinned
 from cachebench.processes import children
 
@@ -163,3 +164,28 @@ def test_an_open_loop_run_pins_locust_and_the_server_apart(tmp_path, own_servers
     metadata = json.loads((out / "metadata.json").read_text())
     assert metadata["options"]["arrival_rate"] == 150
     assert metadata["options"]["cpu_sets"] == {"loadgen_cpus": "0", "server_cpus": "1"}
+
+
+def test_a_saturated_run_is_made_again_with_one_more_process_while_a_cpu_is_spare(
+    tmp_path, monkeypatch
+):
+    """run_fitted's decision wired to the runs it makes (run_one stands in for the real run
+    here: what it takes and gives is what the decision reads)."""
+    made = []
+
+    def run_one(run, options, addresses, progress):
+        made.append(options.processes)
+        (options.out / "histories" / run.name).mkdir(parents=True)
+        busy = options.processes < 3
+        return {"processes": options.processes, "loadgen_cpu": 0.97 if busy else 0.6,
+                "loadgen_cpu_warning": False}  # fmt: skip
+
+    monkeypatch.setattr(matrix, "run_one", run_one)
+    run = matrix.Run("redis", "read_heavy", 1, 1, 1)
+    options = matrix.Options(affinity="0-3:4", out=tmp_path)
+    monkeypatch.setattr(matrix, "cpu_sets", lambda *_, **__: CpuSets(frozenset(range(4))))
+    row = matrix.run_fitted(run, options, {}, None)
+    assert made == [1, 2, 3]
+    assert row["processes"] == 3
+    histories = sorted(p.name for p in (tmp_path / "histories").iterdir())
+    assert histories == ["redis-read_heavy-r1", "redis-read_heavy-r1.p1", "redis-read_heavy-r1.p2"]
