@@ -17,6 +17,7 @@ from cachebench.postgres import PostgresUnavailable, drop_schema, private_postgr
 from cachebench.postgres import postgres_url as start_postgres
 from cachebench.processes import gunicorn_service
 from cachebench.servers import SERVERS, ServerUnavailable, needed, private_server, server_address
+from cachebench.topology import missing as hosts_missing
 from service import create_app
 from service.cache import cache
 
@@ -120,6 +121,16 @@ def stoppable_server(request) -> Iterator[Callable[[str], tuple[str, subprocess.
             return started(stack, private_server(SERVERS[name]))
 
         yield start
+
+
+@pytest.fixture
+def hosts_machine(request: pytest.FixtureRequest) -> None:
+    """For a test marked `hosts`: skip (fail under CI) where --topology hosts cannot run: not
+    root, or no iproute2, HAProxy or PostgreSQL server."""
+    marked(request, "hosts")
+    why = hosts_missing()
+    if why:
+        no_server(f"--topology hosts {why}")
 
 
 @pytest.fixture(scope="session")

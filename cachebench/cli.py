@@ -45,6 +45,7 @@ from cachebench.sweep import (
     run_sweep,
     save_sweep,
 )
+from cachebench.topology import DEFAULT_LOADGEN_HOSTS, DEFAULT_SERVICE_HOSTS, SINGLE, TOPOLOGIES
 from locust_cachebench.keys import KEY_DISTRIBUTIONS
 from locust_cachebench.options import ARRIVALS, SEED_CHOICES, arrival_rate
 from reports.compare import CompareError, compare_runs, format_comparison
@@ -230,6 +231,26 @@ def _add_run(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "@START:LENGTH in seconds sets both",
     )
     add_load_options(run)
+    add(
+        "--topology",
+        choices=TOPOLOGIES,
+        help="single: everything on this host; hosts: the service on --service-hosts hosts "
+        "behind HAProxy, the cache servers, PostgreSQL and Locust's master and --loadgen-hosts "
+        "workers each on hosts of their own, network namespaces made for the run (needs root, "
+        f"iproute2, haproxy) (default: {defaults.topology})",
+    )
+    add(
+        "--service-hosts",
+        type=int,
+        metavar="N",
+        help=f"with --topology hosts: hosts serving the service (default: {DEFAULT_SERVICE_HOSTS})",
+    )
+    add(
+        "--loadgen-hosts",
+        type=int,
+        metavar="K",
+        help=f"with --topology hosts: hosts of Locust workers (default: {DEFAULT_LOADGEN_HOSTS})",
+    )
     add("--out", type=Path, help="output directory (default: reports/runs/<run-id>)")
     add(
         "--quick",
@@ -323,6 +344,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"interrupted: kept the {len(result.summary)} finished runs", file=sys.stderr)
         return 130
     if result.summary.empty:
+        for failure in result.failures:
+            print(f"failed: {failure}", file=sys.stderr)
         print("no run finished: nothing was measured", file=sys.stderr)
         return 1
     return 1 if result.failures else 0
@@ -367,6 +390,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     try:
         if args.arrival_rate is not None:
             raise OptionsError("--arrival-rate: a sweep offers the rates of --rates")
+        if args.topology not in (None, SINGLE):
+            raise OptionsError(f"--topology {args.topology}: a sweep runs on this host only")
         options = validate(options_from(args, SWEEP_DEFAULTS))
         prepare_out(options.out)
     except OptionsError as exc:

@@ -20,8 +20,9 @@ import time
 import traceback
 from argparse import ArgumentTypeError
 from collections.abc import Callable, Mapping
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -46,10 +47,23 @@ from cachebench.capacity import (
 )
 from cachebench.faults import NONE, Fault, Target, injected, not_applicable, parse_fault, read_fault
 from cachebench.metadata import collect, run_conditions
+from cachebench.netns import NetworkError
 from cachebench.processes import ServerError, gunicorn_process, run_environment, stop
 from cachebench.resources import probes, sampling
 from cachebench.scenarios import default_scenarios, scenarios
 from cachebench.servers import SERVERS, ServerUnavailable, needed, private_instance, server_address
+from cachebench.topology import (
+    DEFAULT_LOADGEN_HOSTS,
+    DEFAULT_SERVICE_HOSTS,
+    HOSTS,
+    MAX_HOSTS,
+    SINGLE,
+    TOPOLOGIES,
+    Hosts,
+    Layout,
+    built,
+    missing,
+)
 from locust_cachebench.cpu import CPU_SATURATED
 from locust_cachebench.options import (
     DEFAULT_ARRIVAL,
@@ -145,6 +159,11 @@ class Options:
     allow_remote: bool = False
     # Each --fault, `KIND` or `KIND@START:LENGTH` (cachebench/faults.py), as validate words it.
     faults: tuple[str, ...] = ()
+    # `single`: everything on this host; `hosts`: hosts of the run's own (cachebench/topology.py),
+    # with these many service and load-generating hosts (validate fills in the defaults).
+    topology: str = SINGLE
+    service_hosts: int | None = None
+    loadgen_hosts: int | None = None
     # An open loop at this many operations a second, the same for every configuration (None:
     # the users' closed loop), spaced by `arrival`, at most `max_in_flight` outstanding.
     arrival_rate: float | None = None
@@ -261,10 +280,60 @@ def validate(options: Options) -> Options:
         cpu_sets(options.affinity, serving=options.host is None)
     except ValueError as exc:
         raise OptionsError(f"--affinity {options.affinity!r}: {exc}") from None
+    options = check_topology(options)
     if options.host is not None:
         check_target(options.host, options.allow_remote)
     check_tools(serving=options.host is None)
     return replace(options, faults=check_faults(options))
+
+
+def check_topology(options: Options) -> Options:
+    """The options with --topology hosts's counts of hosts filled in; OptionsError for what
+    it cannot do or this machine lacks."""
+    counts = (
+        ("--service-hosts", options.service_hosts),
+        ("--loadgen-hosts", options.loadgen_hosts),
+    )
+    if options.topology not in TOPOLOGIES:
+        raise OptionsError(f"unknown topology {options.topology!r}: use {', '.join(TOPOLOGIES)}")
+    if options.topology == SINGLE:
+        for flag, count in counts:
+            if count is not None:
+                raise OptionsError(f"{flag} needs --topology hosts")
+        return options
+    refused = {
+        "--host": options.host is not None,
+        "--allow-remote": options.allow_remote,
+        "--fault": bool(options.faults),
+        "--capacities": bool(options.capacities),
+    }
+    for flag, given in refused.items():
+        if given:
+            raise OptionsError(
+                f"--topology hosts starts and sizes everything on hosts of its own, without "
+                f"faults: not with {flag} (use --topology single)"
+            )
+    for flag, count in counts:
+        if count is not None and not 1 <= count <= MAX_HOSTS:
+            raise OptionsError(f"{flag} must be from 1 to {MAX_HOSTS}")
+    layout = Layout(
+        options.service_hosts or DEFAULT_SERVICE_HOSTS,
+        options.loadgen_hosts or DEFAULT_LOADGEN_HOSTS,
+    )
+    if options.users < layout.loadgen_hosts:
+        raise OptionsError(
+            f"--users {options.users} with {layout.loadgen_hosts} load-generating hosts: a "
+            "worker without users sends no load; give at least one user per host"
+        )
+    why = missing()
+    if why:
+        raise OptionsError(f"--topology hosts {why}")
+    return replace(options, service_hosts=layout.service_hosts, loadgen_hosts=layout.loadgen_hosts)
+
+
+def layout_of(options: Options) -> Layout:
+    """The hosts of a validated --topology hosts run."""
+    return Layout(options.service_hosts, options.loadgen_hosts)
 
 
 def check_faults(options: Options) -> tuple[str, ...]:
@@ -415,7 +484,18 @@ def run_matrix(
     rows: list[dict] = []
     result = MatrixResult(pd.DataFrame(), {})
     with ExitStack() as stack:
-        addresses, caches = cache_servers(stack, options, result.skipped)
+        hosts = None
+        if options.topology == HOSTS:
+            try:
+                hosts = stack.enter_context(built(layout_of(options), needed(options.caches)))
+            except KeyboardInterrupt:
+                result.interrupted = True
+                return result
+            except (ServerError, NetworkError) as exc:
+                result.failures.append(f"the hosts could not be made: {exc}")
+                return result
+            run_cell = partial(run_cell, hosts=hosts) if run_cell is run_fitted else run_cell
+        addresses, caches = cache_servers(stack, options, result.skipped, hosts)
         runs = []
         for run in plan(options, caches):
             why = fault_not_applicable(run, options)
@@ -435,18 +515,23 @@ def run_matrix(
 
 
 def cache_servers(
-    stack: ExitStack, options: Options, skipped: dict[str, str]
+    stack: ExitStack, options: Options, skipped: dict[str, str], hosts: Hosts | None = None
 ) -> tuple[dict[str, str], tuple[str, ...]]:
-    """Start on `stack` the cache servers options.caches need, on the server's CPUs: each
-    server's service setting -> its address, and the caches that can run (`external` with
-    --host); a cache whose server cannot be had goes into `skipped` with why."""
+    """Start on `stack` the cache servers options.caches need, on the server's CPUs (with
+    `hosts`, --topology hosts, those its hosts started): each server's service setting -> its
+    address, and the caches that can run (`external` with --host); a cache whose server
+    cannot be had goes into `skipped` with why."""
     caches = (EXTERNAL,) if options.host else options.caches
-    addresses = {}
+    addresses = dict(hosts.addresses) if hosts else {}
+    unavailable = hosts.skipped if hosts else {}  # each server the hosts lack -> why
     server_cpus = cpu_sets(options.affinity, serving=options.host is None).server
     for server in needed(caches):
         try:
-            with pinned(server_cpus):
-                addresses[server.setting] = stack.enter_context(server_address(server))
+            if hosts is None:
+                with pinned(server_cpus):
+                    addresses[server.setting] = stack.enter_context(server_address(server))
+            elif server.name in unavailable:
+                raise ServerUnavailable(unavailable[server.name])
         except ServerUnavailable as exc:
             left_out = [c for c in caches if server in needed([c])]
             skipped.update(dict.fromkeys(left_out, str(exc)))
@@ -477,18 +562,22 @@ def attempt(
 
 
 def run_fitted(
-    run: Run, options: Options, addresses: Mapping[str, str], progress: Progress
+    run: Run,
+    options: Options,
+    addresses: Mapping[str, str],
+    progress: Progress,
+    hosts: Hosts | None = None,
 ) -> dict:
     """run_one, run again with one more Locust process while Locust saturated its CPU and
     the load generator's CPUs have one to spare (more_processes); a saturated attempt's
     directory is kept beside, named for its processes (`…-r1.p1`)."""
-    row = run_one(run, options, addresses, progress)
+    row = run_one(run, options, addresses, progress, hosts)
     cpus = cpu_sets(options.affinity, serving=options.host is None).loadgen
     while more := more_processes(saturated(row), row["processes"], len(cpus or available_cpus())):
         run_dir = options.out / "histories" / run.name
         run_dir.rename(run_dir.with_name(f"{run.name}.p{row['processes']}"))
         options = replace(options, processes=more)
-        row = run_one(run, options, addresses, progress)
+        row = run_one(run, options, addresses, progress, hosts)
     return row
 
 
@@ -548,9 +637,16 @@ def run_capacity(run: Run, options: Options) -> dict:
     return {"capacity_entries": entries, "eviction_policy": policy}
 
 
-def run_one(run: Run, options: Options, addresses: Mapping[str, str], progress: Progress) -> dict:
+def run_one(
+    run: Run,
+    options: Options,
+    addresses: Mapping[str, str],
+    progress: Progress,
+    hosts: Hosts | None = None,
+) -> dict:
     """One cell: a fresh service (with a capacity, a private cache server sized for it),
-    Locust for warm-up + duration with the run's fault injected, final reads, the figures."""
+    Locust for warm-up + duration with the run's fault injected, final reads, the figures.
+    With `hosts` (--topology hosts), the service on its hosts, on the PostgreSQL store."""
     run_dir = options.out / "histories" / run.name
     run_dir.mkdir(parents=True, exist_ok=True)
     conditions = run_conditions()  # before this run adds its own load
@@ -583,6 +679,11 @@ def run_one(run: Run, options: Options, addresses: Mapping[str, str], progress: 
             settings["CACHE_THRESHOLD"] = capacity.get("capacity_entries", UNBOUNDED)
             if options.host:
                 url = options.host
+            elif hosts is not None:
+                settings.update(hosts.store_settings(run.index))
+                url = stack.enter_context(hosts.serving(settings, run_dir))
+                with hosts.client():  # the sampling thread is made there, and stays
+                    stack.enter_context(sampling(run_dir, probes(settings)))
             else:
                 log = run_dir / "gunicorn.log"
                 url, gunicorn = stack.enter_context(gunicorn_process(settings, log))
@@ -593,9 +694,10 @@ def run_one(run: Run, options: Options, addresses: Mapping[str, str], progress: 
                     injected(fault, target, run_dir, options.warmup_s, options.duration_s)
                 )
             with pinned(cpus.loadgen):
-                run_locust(run, options, url, run_dir, progress)
+                run_locust(run, options, url, run_dir, progress, hosts)
         if not options.host:
-            final_reads(settings, read_history(run_dir), run_dir)
+            with hosts.client() if hosts else nullcontext():
+                final_reads(settings, read_history(run_dir), run_dir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return summarize(run, options, run_dir, conditions)
@@ -639,8 +741,16 @@ def seeding_s(run: Run, options: Options) -> float:
     return SEEDING_S + seeded * SEEDING_S_PER_KEY
 
 
-def run_locust(run: Run, options: Options, url: str, run_dir: Path, progress: Progress) -> None:
-    """Run Locust to its end, isolated from the caller: only the options given count.
+def run_locust(
+    run: Run,
+    options: Options,
+    url: str,
+    run_dir: Path,
+    progress: Progress,
+    hosts: Hosts | None = None,
+) -> None:
+    """Run Locust to its end, isolated from the caller: only the options given count. With
+    `hosts`, as a master and its workers on hosts of their own.
 
     Locust reads settings from LOCUST_* variables (left out of run_environment), from
     ~/.locust.conf, and from ./locust.conf and ./pyproject.toml's [tool.locust]: it runs in an
@@ -649,12 +759,20 @@ def run_locust(run: Run, options: Options, url: str, run_dir: Path, progress: Pr
     with (
         tempfile.TemporaryDirectory(prefix="cachebench-locust-") as home,
         (run_dir / "locust.log").open("wb") as log,
+        ExitStack() as stack,
     ):
-        process = subprocess.Popen(
-            locust_command(run, options, url, run_dir),
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            cwd=home, env=run_environment({"HOME": home}), start_new_session=True,
-        )  # fmt: skip
+        command = locust_command(run, options, url, run_dir)
+        if hosts is None:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=home, env=run_environment({"HOME": home}), start_new_session=True,
+            )  # fmt: skip
+        else:
+            worker = [str(LOCUST), "-f", str(scenarios()[run.scenario].path)]
+            process = stack.enter_context(
+                hosts.load_generators(command, worker, home, log, run_dir)
+            )
         started = time.monotonic()
         deadline = started + options.warmup_s + options.duration_s + seeding_s(run, options) + 60
         try:
@@ -742,11 +860,13 @@ def summarize(run: Run, options: Options, run_dir: Path, conditions: dict) -> di
         row.update(faulted_figures(history, window, run_dir, options.out))
     # An open loop's users send nothing: no response-time law bounds it.
     users = None if options.arrival_rate else info.get("user_count") or options.users
+    # Every service host has --workers.
+    workers = options.workers * (options.service_hosts or 1)
     # A server the runner did not start is served as it is, not as the options say.
     shape = (
         RunShape(run.cache, users)
         if options.host
-        else RunShape(run.cache, users, options.workers, options.threads, options.work_ms)
+        else RunShape(run.cache, users, workers, options.threads, options.work_ms)
     )
     row.update(run_bounds(history, window, shape, run_figures))
     row["invalid"] = invalid_reason(row, options)

@@ -11,12 +11,13 @@ from importlib import metadata as package_metadata
 from pathlib import Path
 from statistics import mean
 
+from cachebench.postgres import PostgresUnavailable, server_binaries
 from cachebench.servers import SERVERS
 from service.backends import BACKENDS
 
 PACKAGES = (
     "cachebench", "flask", "flask-restful", "flask-caching", "cachelib", "werkzeug",
-    "gunicorn", "locust", "pandas", "numpy", "scipy", "matplotlib",
+    "gunicorn", "locust", "pandas", "numpy", "scipy", "matplotlib", "psycopg",
     *(backend.client for backend in BACKENDS.values() if backend.client),
 )  # fmt: skip
 PROJECT = Path(__file__).resolve().parents[1]
@@ -54,7 +55,18 @@ def versions() -> dict[str, str]:
         found[server.executable] = (
             _run([executable, server.version_flag]) if executable else "not found"
         )
+    # The balancer and the database of --topology hosts.
+    haproxy = shutil.which("haproxy")
+    found["haproxy"] = _first_line(_run([haproxy, "-v"])) if haproxy else "not found"
+    try:
+        found["postgres"] = _run([str(server_binaries() / "postgres"), "--version"])
+    except PostgresUnavailable:
+        found["postgres"] = "not found"
     return found
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else ""
 
 
 def cpu_model() -> str:

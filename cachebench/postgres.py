@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from cachebench.processes import ServerError, free_port, stop, wait_until
+from cachebench.processes import LOOPBACK, ServerError, free_port, stop, wait_until
 
 POSTGRES_HINT = (
     "install the PostgreSQL server (Debian/Ubuntu: apt-get install postgresql; macOS: brew "
@@ -63,16 +63,19 @@ def accepts_connections(url: str) -> bool:
 
 
 class PrivatePostgres:
-    """A PostgreSQL server of our own, its data in `directory`, trusting every connection
-    from loopback; stop() and start() again keep its data and its port."""
+    """A PostgreSQL server of our own, its data in `directory`, listening on `host` (loopback
+    unless a host of the run's own: cachebench/topology.py) and trusting every connection from
+    loopback, and from `clients` (a network, as 198.18.0.0/24) if given; stop() and start()
+    again keep its data and its port."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, host: str = LOOPBACK, clients: str | None = None) -> None:
         self.binaries = server_binaries()
         self.user = server_user()
         self.data = directory / "data"
         self.log = directory / "postgres.log"
+        self.host = host
         self.port = free_port()
-        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self.url = f"postgresql://postgres@{host}:{self.port}/postgres"
         self._process: subprocess.Popen | None = None
         if self.user is not None:
             os.chown(directory, self.user.pw_uid, self.user.pw_gid)
@@ -90,6 +93,9 @@ class PrivatePostgres:
                 "--no-sync",
             ]
         )
+        if clients is not None:
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {clients} trust\n")
 
     def start(self) -> None:
         with self.log.open("ab") as out:
@@ -101,8 +107,8 @@ class PrivatePostgres:
                     "-p",
                     str(self.port),
                     "-c",
-                    "listen_addresses=127.0.0.1",
-                    # TCP on loopback only: no socket file in a directory shared with others.
+                    f"listen_addresses={self.host}",
+                    # TCP only: no socket file in a directory shared with others.
                     "-c",
                     "unix_socket_directories=",
                     # A server for tests: a crash of the machine may lose it whole.
@@ -147,10 +153,13 @@ class PrivatePostgres:
 
 
 @contextmanager
-def private_postgres(directory: Path | None = None) -> Iterator[PrivatePostgres]:
-    """A private PostgreSQL server, started; stopped and its data removed on exit."""
+def private_postgres(
+    directory: Path | None = None, host: str = LOOPBACK, clients: str | None = None
+) -> Iterator[PrivatePostgres]:
+    """A private PostgreSQL server (PrivatePostgres), started; stopped and its data removed on
+    exit."""
     with tempfile.TemporaryDirectory(prefix="cachebench-postgres-", dir=directory) as workdir:
-        server = PrivatePostgres(Path(workdir))
+        server = PrivatePostgres(Path(workdir), host, clients)
         try:
             server.start()
             yield server

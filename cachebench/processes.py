@@ -27,6 +27,7 @@ RUN_MARKER = "CACHEBENCH_RUN"
 INHERITED = ("PATH", "HOME", "TMPDIR", "LANG", "PYTHONPATH", "PYTHON_CPU_COUNT", "PYTHON_GIL",
              RUN_MARKER)  # fmt: skip
 INHERITED_PREFIX = "LC_"
+LOOPBACK = "127.0.0.1"
 
 
 class ServerError(RuntimeError):
@@ -35,7 +36,7 @@ class ServerError(RuntimeError):
 
 def free_port() -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((LOOPBACK, 0))
         return sock.getsockname()[1]
 
 
@@ -94,7 +95,7 @@ def run_environment(settings: Mapping[str, object]) -> dict[str, str]:
     return env
 
 
-def _healthy(url: str) -> bool:
+def healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1) as response:
             return response.status == 200
@@ -104,23 +105,24 @@ def _healthy(url: str) -> bool:
 
 @contextmanager
 def gunicorn_process(
-    settings: Mapping[str, object], log: Path
+    settings: Mapping[str, object], log: Path, host: str = LOOPBACK
 ) -> Iterator[tuple[str, subprocess.Popen]]:
-    """The service under gunicorn with `settings` on a free loopback port: its URL and its
-    master process (whose children are the workers).
+    """The service under gunicorn with `settings` on a free port of `host` (loopback unless a
+    host of the run's own: cachebench/topology.py): its URL and its master process (whose
+    children are the workers).
 
     Waits until /health answers; gunicorn's output goes to `log`.
     """
     port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    env = run_environment({**settings, "SERVICE_BIND": f"127.0.0.1:{port}"})
+    base_url = f"http://{host}:{port}"
+    env = run_environment({**settings, "SERVICE_BIND": f"{host}:{port}"})
     process = launch(
         [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "service:create_app()"],
         log,
         env,
     )
     try:
-        wait_until(lambda: _healthy(f"{base_url}/health"), process, "gunicorn", log)
+        wait_until(lambda: healthy(f"{base_url}/health"), process, "gunicorn", log)
         yield base_url, process
     finally:
         stop(process)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cachebench.processes import (
+    LOOPBACK,
     ServerError,
     free_port,
     launch,
@@ -36,12 +37,13 @@ class ServerUnavailable(ServerError):
 class Server:
     name: str  # as the backends name it
     executable: str
-    # A private instance's arguments, split as a shell would, then {port}, {workdir} (its
-    # temporary directory) and {user} (this process's) filled in.
+    # A private instance's arguments, split as a shell would, then {host} (the address it
+    # listens on), {port}, {workdir} (its temporary directory) and {user} (this process's)
+    # filled in.
     args: str
     ping: tuple[bytes, bytes]  # a command, and how the answer starts once it is ready
     version_flag: str  # the executable's option that prints its version
-    address: str  # what the service setting takes, {port} filled in
+    address: str  # what the service setting takes, {host} and {port} filled in
     setting: str  # the service setting the address fills
     env_var: str  # names a server of the user's own, used instead of a private one
     install: str  # how to get one
@@ -53,12 +55,13 @@ SERVERS = {
         Server(
             name="redis",
             executable="redis-server",
-            # Nothing saved: its directory is a temporary one, removed when it stops.
-            args="--bind 127.0.0.1 --port {port} --save '' --appendonly no --dir {workdir} "
-            "--daemonize no",
+            # Nothing saved: its directory is a temporary one, removed when it stops. Protected
+            # mode would refuse a host of the run's own; only the run's hosts reach {host}.
+            args="--bind {host} --port {port} --save '' --appendonly no --dir {workdir} "
+            "--daemonize no --protected-mode no",
             ping=(b"PING\r\n", b"+PONG"),
             version_flag="--version",
-            address="redis://127.0.0.1:{port}/0",
+            address="redis://{host}:{port}/0",
             setting="CACHE_REDIS_URL",
             env_var="REDIS_URL",
             install="install redis-server (Debian/Ubuntu: apt-get install redis-server; macOS: "
@@ -69,10 +72,10 @@ SERVERS = {
             executable="memcached",
             # Without UDP; it keeps nothing on disk. It refuses to run as root unless told
             # which user to run as (this one, then); as any other user, -u is ignored.
-            args="-l 127.0.0.1 -p {port} -U 0 -u {user}",
+            args="-l {host} -p {port} -U 0 -u {user}",
             ping=(b"version\r\n", b"VERSION "),
             version_flag="-V",
-            address="127.0.0.1:{port}",
+            address="{host}:{port}",
             setting="CACHE_MEMCACHED_SERVERS",
             env_var="MEMCACHED_SERVERS",
             install="install memcached (Debian/Ubuntu: apt-get install memcached; macOS: brew "
@@ -89,10 +92,10 @@ def needed(caches: Iterable[str]) -> list[Server]:
     return [SERVERS[name] for name in dict.fromkeys(names)]
 
 
-def answers(server: Server, port: int) -> bool:
+def answers(server: Server, port: int, host: str = LOOPBACK) -> bool:
     command, answer = server.ping
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+        with socket.create_connection((host, port), timeout=0.5) as sock:
             sock.sendall(command)
             return sock.recv(64).startswith(answer)
     except OSError:
@@ -100,18 +103,25 @@ def answers(server: Server, port: int) -> bool:
 
 
 class PrivateServer:
-    """A server of our own on a loopback port, keeping nothing on disk but in `workdir`, given
-    `extra_args` after its own (a capacity: cachebench/capacity.py): its current process,
-    which a fault may kill and restart (empty) on the same port."""
+    """A server of our own on a port of `host` (loopback unless a host of the run's own:
+    cachebench/topology.py), keeping nothing on disk but in `workdir`, given `extra_args`
+    after its own (a capacity: cachebench/capacity.py): its current process, which a fault
+    may kill and restart (empty) on the same port."""
 
     def __init__(
-        self, server: Server, port: int, workdir: Path, extra_args: Sequence[str] = ()
+        self,
+        server: Server,
+        port: int,
+        workdir: Path,
+        extra_args: Sequence[str] = (),
+        host: str = LOOPBACK,
     ) -> None:
         self.server = server
+        self.host = host
         self.port = port
         self.workdir = workdir
         self.extra_args = tuple(extra_args)
-        self.address = server.address.format(port=port)
+        self.address = server.address.format(host=host, port=port)
         self.process = self._start()
 
     def restart(self) -> None:
@@ -127,12 +137,14 @@ class PrivateServer:
         log = self.workdir / f"{server.name}.log"
         user = pwd.getpwuid(os.geteuid()).pw_name
         args = [
-            a.format(port=self.port, workdir=self.workdir, user=user)
+            a.format(host=self.host, port=self.port, workdir=self.workdir, user=user)
             for a in shlex.split(server.args)
         ]
         process = launch([executable, *args, *self.extra_args], log, run_environment({}))
         try:
-            wait_until(lambda: answers(server, self.port), process, server.executable, log)
+            wait_until(
+                lambda: answers(server, self.port, self.host), process, server.executable, log
+            )
         except BaseException:
             stop(process)
             raise
@@ -141,12 +153,15 @@ class PrivateServer:
 
 @contextmanager
 def private_instance(
-    server: Server, directory: Path | None = None, extra_args: Sequence[str] = ()
+    server: Server,
+    directory: Path | None = None,
+    extra_args: Sequence[str] = (),
+    host: str = LOOPBACK,
 ) -> Iterator[PrivateServer]:
-    """A PrivateServer on a free loopback port, in a temporary directory; stopped on exit,
+    """A PrivateServer on a free port of `host`, in a temporary directory; stopped on exit,
     whichever process it then has."""
     with tempfile.TemporaryDirectory(prefix=f"cachebench-{server.name}-", dir=directory) as workdir:
-        instance = PrivateServer(server, free_port(), Path(workdir), extra_args)
+        instance = PrivateServer(server, free_port(), Path(workdir), extra_args, host)
         try:
             yield instance
         finally:

@@ -477,6 +477,15 @@ def build_sections(
         "only when stale by more than that, times closer than that being concurrent "
         "(`--clock-skew-ms`; 0 when every load generator reads one machine's clock).",
     ])]  # fmt: skip
+    if options.get("topology") == "hosts":
+        sections[0].paragraphs.append(
+            f"On hosts of the run's own (`--topology hosts`, network namespaces sharing this "
+            f"machine's cores and clock): the service on {options['service_hosts']} hosts, "
+            "each with the gunicorn workers above, behind HAProxy (round robin); the "
+            "PostgreSQL store (a schema per run) and the cache servers on hosts of their own; "
+            f"Locust's master and {options['loadgen_hosts']} worker hosts. Each run's "
+            "`topology.json` has the addresses and what the balancer sent each host."
+        )
     if cell_table.empty:
         sections.append(Section("Results", ["No run finished with figures that can be quoted."]))
     for scenario in dict.fromkeys(cell_table["scenario"] if not cell_table.empty else []):

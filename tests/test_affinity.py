@@ -173,7 +173,7 @@ def test_a_saturated_run_is_made_again_with_one_more_process_while_a_cpu_is_spar
     here: what it takes and gives is what the decision reads)."""
     made = []
 
-    def run_one(run, options, addresses, progress):
+    def run_one(run, options, addresses, progress, hosts=None):
         made.append(options.processes)
         (options.out / "histories" / run.name).mkdir(parents=True)
         busy = options.processes < 3

@@ -358,7 +358,7 @@ def partitioned(stoppable_server):
             server = SERVERS[BACKENDS[backend].server]
             address, _ = stoppable_server(server.name)
             partition = stack.enter_context(Partition(port_of(address)))
-            relayed = server.address.format(port=partition.port)
+            relayed = server.address.format(host="127.0.0.1", port=partition.port)
             return {"CACHE_BACKEND": backend, server.setting: relayed}, partition
 
         yield start
