@@ -56,10 +56,10 @@ def cpu_sets(
     affinity: str, serving: bool = True, available: Collection[int] | None = None
 ) -> CpuSets:
     """The CPU sets `affinity` (auto, off or LOADGEN:SERVER) means among the `available`
-    CPUs (by default, this process's). `serving`: the runner starts the server; without one
-    (--host), auto pins nothing, there being nothing of ours to keep apart, and
-    LOADGEN:SERVER pins the load generator only. ValueError, worded for the user, for a bad
-    value."""
+    CPUs (by default, this process's). `serving`: the runner starts the server here; without
+    one (--host, --topology hosts), auto pins nothing, there being nothing of ours to keep
+    apart, and LOADGEN:SERVER pins the load generator only. ValueError, worded for the user,
+    for a bad value."""
     cpus = frozenset(available_cpus() if available is None else available)
     if affinity == OFF:
         return CpuSets()

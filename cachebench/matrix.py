@@ -31,6 +31,7 @@ import pandas as pd
 
 from cachebench.affinity import (
     AUTO,
+    CpuSets,
     available_cpus,
     cpu_columns,
     cpu_sets,
@@ -277,7 +278,7 @@ def validate(options: Options) -> Options:
         except ArgumentTypeError as exc:
             raise OptionsError(f"--arrival-rate: {exc}") from None
     try:
-        cpu_sets(options.affinity, serving=options.host is None)
+        run_cpu_sets(options)
     except ValueError as exc:
         raise OptionsError(f"--affinity {options.affinity!r}: {exc}") from None
     options = check_topology(options)
@@ -514,6 +515,13 @@ def run_matrix(
     return result
 
 
+def run_cpu_sets(options: Options) -> CpuSets:
+    """What --affinity means for a run of `options`: the server is the runner's to pin only
+    when it starts it here (not --host's, nor --topology hosts', whose hosts have their own
+    servers and balancer)."""
+    return cpu_sets(options.affinity, serving=options.host is None and options.topology == SINGLE)
+
+
 def cache_servers(
     stack: ExitStack, options: Options, skipped: dict[str, str], hosts: Hosts | None = None
 ) -> tuple[dict[str, str], tuple[str, ...]]:
@@ -524,7 +532,7 @@ def cache_servers(
     caches = (EXTERNAL,) if options.host else options.caches
     addresses = dict(hosts.addresses) if hosts else {}
     unavailable = hosts.skipped if hosts else {}  # each server the hosts lack -> why
-    server_cpus = cpu_sets(options.affinity, serving=options.host is None).server
+    server_cpus = run_cpu_sets(options).server
     for server in needed(caches):
         try:
             if hosts is None:
@@ -572,7 +580,7 @@ def run_fitted(
     the load generator's CPUs have one to spare (more_processes); a saturated attempt's
     directory is kept beside, named for its processes (`…-r1.p1`)."""
     row = run_one(run, options, addresses, progress, hosts)
-    cpus = cpu_sets(options.affinity, serving=options.host is None).loadgen
+    cpus = run_cpu_sets(options).loadgen
     while more := more_processes(saturated(row), row["processes"], len(cpus or available_cpus())):
         run_dir = options.out / "histories" / run.name
         run_dir.rename(run_dir.with_name(f"{run.name}.p{row['processes']}"))
@@ -653,7 +661,7 @@ def run_one(
     workdir = Path(tempfile.mkdtemp(prefix="cachebench-run-"))
     capacity = run_capacity(run, options)
     fault = run_fault(run, options)
-    cpus = cpu_sets(options.affinity, serving=options.host is None)
+    cpus = run_cpu_sets(options)
     try:
         with ExitStack() as stack:
             # What starts from here (a cache server, gunicorn and its workers, a fault's
@@ -846,7 +854,7 @@ def summarize(run: Run, options: Options, run_dir: Path, conditions: dict) -> di
         **capacity_figures(run_dir, keys, options),
         "repeat": run.repeat,
         **conditions,
-        **cpu_columns(cpu_sets(options.affinity, serving=options.host is None)),
+        **cpu_columns(run_cpu_sets(options)),
         "processes": info.get("processes", 1),
         "window_s": (window[1] - window[0]) / 1e9,
         "loadgen_cpu": max(cpu) / 100 if cpu else float("nan"),
@@ -986,7 +994,7 @@ def options_record(options: Options) -> dict:
     record["out"] = str(options.out)
     record["host"] = options.host and redact(options.host)
     # What --affinity came to on this machine: the CPUs of each side ("" not pinned).
-    record["cpu_sets"] = cpu_columns(cpu_sets(options.affinity, serving=options.host is None))
+    record["cpu_sets"] = cpu_columns(run_cpu_sets(options))
     return record
 
 
