@@ -11,18 +11,19 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
+from cachebench.affinity import HELP
 from cachebench.capacity import DEFAULT_REDIS_POLICY, REDIS_POLICIES
 from cachebench.faults import KINDS
 from cachebench.processes import RUN_MARKER
 from cachebench.scenarios import scenarios
-from cachebench.topology import DEFAULT_LOADGEN_HOSTS, DEFAULT_SERVICE_HOSTS, TOPOLOGIES
+from cachebench.topology import DEFAULT_LOADGEN_HOSTS, DEFAULT_SERVICE_HOSTS, SINGLE, TOPOLOGIES
 from locust_cachebench.keys import KEY_DISTRIBUTIONS
-from locust_cachebench.options import SEED_CHOICES
+from locust_cachebench.options import ARRIVALS, SEED_CHOICES, arrival_rate
 from reports.figures import check, format_figures
 from reports.history import HistoryError
 from reports.history_format import FILE_PATTERN, FINAL_READS_FILE
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check_parser.set_defaults(command=cmd_check)
     _add_run(commands)
+    _add_sweep(commands)
 
     compare_parser = commands.add_parser(
         "compare",
@@ -261,6 +263,7 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
         + ". By default it starts a third into the measured window and lasts a third of it; "
         "@START:LENGTH in seconds sets both",
     )
+    add_load_options(run)
     add(
         "--topology",
         choices=TOPOLOGIES,
@@ -294,11 +297,52 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     run.set_defaults(command=cmd_run)  # fmt: skip
 
 
-def options_from(args: argparse.Namespace) -> "Options":
-    """Defaults, then --quick's, then every option given explicitly."""
+def add_load_options(parser: argparse.ArgumentParser) -> None:
+    """How the load is offered and where each side runs: `run`'s and `sweep`'s."""
+    from cachebench.matrix import Options
+
+    defaults = Options()
+    add = parser.add_argument
+    add(
+        "--arrival-rate",
+        type=arrival_rate,
+        metavar="R",
+        help="an open loop at R operations a second, the same for every configuration, "
+        "latency corrected from when each was due (default: the users' closed loop)",
+    )
+    add(
+        "--arrival",
+        choices=ARRIVALS,
+        help=f"open loop: how arrivals are spaced (default: {defaults.arrival})",
+    )
+    add(
+        "--max-in-flight",
+        type=int,
+        metavar="N",
+        help=f"open loop: operations outstanding at most per Locust process (default: "
+        f"{defaults.max_in_flight})",
+    )
+    add(
+        "--affinity",
+        metavar="auto|off|CPUS:CPUS",
+        help=f"{HELP} (default: {defaults.affinity})",
+    )
+    add(
+        "--processes",
+        type=int,
+        metavar="N",
+        help=f"Locust processes to start with; one more, up to the load generator's CPUs, "
+        f"after a run that saturated them (default: {defaults.processes})",
+    )
+
+
+def options_from(
+    args: argparse.Namespace, defaults: Mapping[str, object] | None = None
+) -> "Options":
+    """Options' defaults, then `defaults`, then --quick's, then every option given."""
     from cachebench.matrix import QUICK, Options
 
-    options = replace(Options(), **QUICK) if args.quick else Options()
+    options = replace(Options(), **{**(defaults or {}), **(QUICK if args.quick else {})})
     given = {f.name: getattr(args, f.name) for f in fields(Options) if hasattr(args, f.name)}
     return replace(options, **{k: v for k, v in given.items() if v is not None})
 
@@ -353,6 +397,102 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.summary.empty:
         for failure in result.failures:
             print(f"failed: {failure}", file=sys.stderr)
+        print("no run finished: nothing was measured", file=sys.stderr)
+        return 1
+    return 1 if result.failures else 0
+
+
+def _add_sweep(commands: argparse._SubParsersAction) -> None:
+    commands.add_parser(
+        "sweep",
+        help="find the highest offered rate each cache configuration serves within a latency "
+        "objective",
+        populate=_add_sweep_options,
+    )
+
+
+def _add_sweep_options(sweep: argparse.ArgumentParser) -> None:
+    """`run`'s options, and the sweep's own."""
+    from cachebench.sweep import (
+        BISECTIONS,
+        DEFAULT_SLO_P99_MS,
+        DOUBLINGS,
+        QUICK_SEARCH,
+        START_RPS,
+        SWEEP_DEFAULTS,
+        objective_ms,
+        parse_rates,
+    )
+
+    sweep.description = (
+        "Run each cache configuration × scenario as an open loop at a series of "
+        "offered rates and write sweep.csv, metadata.json, report.md and report.html into "
+        "--out: the latency–throughput curves and the capacity at the objective. Takes "
+        "`run`'s options (but --arrival-rate: the rates are --rates); by default "
+        + ", ".join(f"{k}={','.join(v) if isinstance(v, tuple) else v}"
+                    for k, v in SWEEP_DEFAULTS.items())
+        + f"; --quick also searches from {QUICK_SEARCH['start_rps']:g} ops/s with "
+        f"{QUICK_SEARCH['doublings']} doublings and {QUICK_SEARCH['bisections']} bisection."
+    )  # fmt: skip
+    _add_run_options(sweep)
+    sweep.add_argument(
+        "--rates",
+        type=parse_rates,
+        metavar="auto|LIST",
+        help=f"the offered rates, ops/s, comma list; auto: from {START_RPS:g}, doubled until "
+        f"one fails (at most {DOUBLINGS} times), then bisected {BISECTIONS} times between the "
+        "last pass and the first failure (default: auto)",
+    )
+    sweep.add_argument(
+        "--slo-p99-ms",
+        type=objective_ms,
+        metavar="MS",
+        help="the objective: the GETs' p99, from when each was due, within MS (default: "
+        f"{DEFAULT_SLO_P99_MS:g})",
+    )
+    sweep.set_defaults(command=cmd_sweep)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from cachebench.matrix import OptionsError, prepare_out, validate
+    from cachebench.sweep import (
+        DEFAULT_SLO_P99_MS,
+        QUICK_SEARCH,
+        SWEEP_DEFAULTS,
+        Search,
+        run_sweep,
+        save_sweep,
+    )
+
+    os.umask(0o077)  # as cmd_run: the user's own
+    try:
+        if args.arrival_rate is not None:
+            raise OptionsError("--arrival-rate: a sweep offers the rates of --rates")
+        if args.topology not in (None, SINGLE):
+            raise OptionsError(f"--topology {args.topology}: a sweep runs on this host only")
+        options = validate(options_from(args, SWEEP_DEFAULTS))
+        prepare_out(options.out)
+    except OptionsError as exc:
+        print(f"cachebench sweep: {exc}", file=sys.stderr)
+        return 2
+    search = Search(**(QUICK_SEARCH if args.quick else {}))
+    search = replace(
+        search,
+        rates=args.rates or (),
+        slo_p99_ms=args.slo_p99_ms or DEFAULT_SLO_P99_MS,
+    )
+    os.environ[RUN_MARKER] = str(options.out.resolve())
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    result = run_sweep(options, search, ConsoleProgress(sys.stderr))
+    save_sweep(result, options, search, started)
+    print(f"report: {options.out / 'report.md'} (and report.html, sweep.csv, metadata.json)")
+    for cache, why in result.skipped.items():
+        print(f"not run: {cache}: {why}", file=sys.stderr)
+    if result.interrupted:
+        print(f"interrupted: kept the {len(result.rows)} finished runs", file=sys.stderr)
+        return 130
+    if not result.rows:
         print("no run finished: nothing was measured", file=sys.stderr)
         return 1
     return 1 if result.failures else 0

@@ -29,6 +29,15 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
+from cachebench.affinity import (
+    AUTO,
+    CpuSets,
+    available_cpus,
+    cpu_columns,
+    cpu_sets,
+    more_processes,
+    pinned,
+)
 from cachebench.capacity import (
     DEFAULT_REDIS_POLICY,
     EVICTION,
@@ -59,7 +68,17 @@ from cachebench.topology import (
     built,
     missing,
 )
-from locust_cachebench.options import keys_count, seed_choice, zipf_exponent
+from locust_cachebench.cpu import CPU_SATURATED
+from locust_cachebench.options import (
+    DEFAULT_ARRIVAL,
+    DEFAULT_MAX_IN_FLIGHT,
+    arrival_kind,
+    arrival_rate,
+    in_flight_cap,
+    keys_count,
+    seed_choice,
+    zipf_exponent,
+)
 from reports.bounds import RunShape, run_bounds
 from reports.cells import configurations
 from reports.figures import figures, unsent_arrivals
@@ -153,6 +172,15 @@ class Options:
     topology: str = SINGLE
     service_hosts: int | None = None
     loadgen_hosts: int | None = None
+    # An open loop at this many operations a second, the same for every configuration (None:
+    # the users' closed loop), spaced by `arrival`, at most `max_in_flight` outstanding.
+    arrival_rate: float | None = None
+    arrival: str = DEFAULT_ARRIVAL
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    # Which CPUs the load generator and the server get (cachebench/affinity.py).
+    affinity: str = AUTO
+    # Locust's load-generating processes (its --processes); more when one saturates.
+    processes: int = 1
     out: Path = field(default_factory=lambda: Path("reports/runs") / time.strftime("%Y%m%d-%H%M%S"))
 
     def dimensions(self) -> list[tuple[str, tuple[str, ...]]]:
@@ -208,7 +236,12 @@ STRATEGY_OPTIONS = tuple(
 )
 STRATEGY_SETTINGS = tuple(STRATEGY_DIMENSIONS.values())
 # The options handed to Locust, checked by the load tests' own rules.
-LOCUST_OPTIONS = (("zipf_s", "--zipf-s", zipf_exponent), ("seed", "--seed", seed_choice))
+LOCUST_OPTIONS = (
+    ("zipf_s", "--zipf-s", zipf_exponent),
+    ("seed", "--seed", seed_choice),
+    ("arrival", "--arrival", arrival_kind),
+    ("max_in_flight", "--max-in-flight", in_flight_cap),
+)
 
 
 def validate(options: Options) -> Options:
@@ -219,7 +252,7 @@ def validate(options: Options) -> Options:
     unknown = set(options.scenarios) - set(scenarios())
     if unknown:
         raise OptionsError(f"unknown scenario {sorted(unknown)[0]!r}: use {', '.join(scenarios())}")
-    for name in ("repeats", "users"):
+    for name in ("repeats", "users", "processes"):
         if getattr(options, name) < 1:
             raise OptionsError(f"--{name} must be at least 1")
     if not (options.duration_s > 0 and options.warmup_s >= 0):
@@ -264,6 +297,15 @@ def validate(options: Options) -> Options:
             check(getattr(options, field_name))
         except ArgumentTypeError as exc:
             raise OptionsError(f"{flag}: {exc}") from None
+    if options.arrival_rate is not None:
+        try:
+            arrival_rate(options.arrival_rate)
+        except ArgumentTypeError as exc:
+            raise OptionsError(f"--arrival-rate: {exc}") from None
+    try:
+        run_cpu_sets(options)
+    except ValueError as exc:
+        raise OptionsError(f"--affinity {options.affinity!r}: {exc}") from None
     options = check_topology(options)
     if options.host is not None:
         check_target(options.host, options.allow_remote)
@@ -475,37 +517,25 @@ CellRunner = Callable[[Run, Options, Mapping[str, str], Progress], dict]
 def run_matrix(
     options: Options, progress: Progress, run_cell: CellRunner | None = None
 ) -> MatrixResult:
-    """Run every cell of the matrix into options.out with `run_cell` (by default run_one,
+    """Run every cell of the matrix into options.out with `run_cell` (by default run_fitted,
     the real run; a test gives its own); returns what finished."""
-    run_cell = run_cell or run_one
+    run_cell = run_cell or run_fitted
     options.out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     result = MatrixResult(pd.DataFrame(), {})
     with ExitStack() as stack:
-        caches = (EXTERNAL,) if options.host else options.caches
-        addresses = {}  # each server's service setting -> the address of the one started
-        unavailable = {}  # each server that could not be started -> why
+        hosts = None
         if options.topology == HOSTS:
             try:
-                hosts = stack.enter_context(built(layout_of(options), needed(caches)))
+                hosts = stack.enter_context(built(layout_of(options), needed(options.caches)))
             except KeyboardInterrupt:
                 result.interrupted = True
                 return result
             except (ServerError, NetworkError) as exc:
                 result.failures.append(f"the hosts could not be made: {exc}")
                 return result
-            addresses, unavailable = hosts.addresses, hosts.skipped
-            run_cell = partial(run_cell, hosts=hosts) if run_cell is run_one else run_cell
-        for server in needed(caches):
-            try:
-                if options.topology == SINGLE:
-                    addresses[server.setting] = stack.enter_context(server_address(server))
-                elif server.name in unavailable:
-                    raise ServerUnavailable(unavailable[server.name])
-            except ServerUnavailable as exc:
-                left_out = [c for c in caches if server in needed([c])]
-                result.skipped.update(dict.fromkeys(left_out, str(exc)))
-                caches = tuple(c for c in caches if c not in left_out)
+            run_cell = partial(run_cell, hosts=hosts) if run_cell is run_fitted else run_cell
+        addresses, caches = cache_servers(stack, options, result.skipped, hosts)
         runs = []
         for run in plan(options, caches):
             why = fault_not_applicable(run, options) or strategy_not_applicable(
@@ -517,20 +547,87 @@ def run_matrix(
                 runs.append(run)
         try:
             for run in renumbered(runs):
-                # One run's failure, whatever it is, must not lose the runs that finished.
-                try:
-                    row = run_cell(run, options, addresses, progress)
-                except Exception as exc:
-                    error = failure(run, options, exc)
-                    result.failures.append(f"{run.name}: {error}")
-                    progress.finished(run, None, error)
-                    continue
-                rows.append(row)
-                progress.finished(run, row, None)
+                row = attempt(run_cell, run, options, addresses, progress, result.failures)
+                if row is not None:
+                    rows.append(row)
         except KeyboardInterrupt:
             result.interrupted = True
     result.summary = flag_unstable(pd.DataFrame(rows))
     return result
+
+
+def run_cpu_sets(options: Options) -> CpuSets:
+    """What --affinity means for a run of `options`: the server is the runner's to pin only
+    when it starts it here (not --host's, nor --topology hosts', whose hosts have their own
+    servers and balancer)."""
+    return cpu_sets(options.affinity, serving=options.host is None and options.topology == SINGLE)
+
+
+def cache_servers(
+    stack: ExitStack, options: Options, skipped: dict[str, str], hosts: Hosts | None = None
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """Start on `stack` the cache servers options.caches need, on the server's CPUs (with
+    `hosts`, --topology hosts, those its hosts started): each server's service setting -> its
+    address, and the caches that can run (`external` with --host); a cache whose server
+    cannot be had goes into `skipped` with why."""
+    caches = (EXTERNAL,) if options.host else options.caches
+    addresses = dict(hosts.addresses) if hosts else {}
+    unavailable = hosts.skipped if hosts else {}  # each server the hosts lack -> why
+    server_cpus = run_cpu_sets(options).server
+    for server in needed(caches):
+        try:
+            if hosts is None:
+                with pinned(server_cpus):
+                    addresses[server.setting] = stack.enter_context(server_address(server))
+            elif server.name in unavailable:
+                raise ServerUnavailable(unavailable[server.name])
+        except ServerUnavailable as exc:
+            left_out = [c for c in caches if server in needed([c])]
+            skipped.update(dict.fromkeys(left_out, str(exc)))
+            caches = tuple(c for c in caches if c not in left_out)
+    return addresses, caches
+
+
+def attempt(
+    run_cell: CellRunner,
+    run: Run,
+    options: Options,
+    addresses: Mapping[str, str],
+    progress: Progress,
+    failures: list[str],
+) -> dict | None:
+    """`run_cell`'s row of `run`, told to `progress`; None when it failed, whatever the
+    exception, which is told and added to `failures`: one run's failure must not lose the
+    runs that finished."""
+    try:
+        row = run_cell(run, options, addresses, progress)
+    except Exception as exc:
+        error = failure(run, options, exc)
+        failures.append(f"{run.name}: {error}")
+        progress.finished(run, None, error)
+        return None
+    progress.finished(run, row, None)
+    return row
+
+
+def run_fitted(
+    run: Run,
+    options: Options,
+    addresses: Mapping[str, str],
+    progress: Progress,
+    hosts: Hosts | None = None,
+) -> dict:
+    """run_one, run again with one more Locust process while Locust saturated its CPU and
+    the load generator's CPUs have one to spare (more_processes); a saturated attempt's
+    directory is kept beside, named for its processes (`…-r1.p1`)."""
+    row = run_one(run, options, addresses, progress, hosts)
+    cpus = run_cpu_sets(options).loadgen
+    while more := more_processes(saturated(row), row["processes"], len(cpus or available_cpus())):
+        run_dir = options.out / "histories" / run.name
+        run_dir.rename(run_dir.with_name(f"{run.name}.p{row['processes']}"))
+        options = replace(options, processes=more)
+        row = run_one(run, options, addresses, progress, hosts)
+    return row
 
 
 def run_fault(run: Run, options: Options) -> Fault | None:
@@ -612,8 +709,12 @@ def run_one(
     workdir = Path(tempfile.mkdtemp(prefix="cachebench-run-"))
     capacity = run_capacity(run, options)
     fault = run_fault(run, options)
+    cpus = run_cpu_sets(options)
     try:
         with ExitStack() as stack:
+            # What starts from here (a cache server, gunicorn and its workers, a fault's
+            # restart) inherits the server's CPUs; Locust gets its own (run_locust).
+            stack.enter_context(pinned(cpus.server))
             backend_server = BACKENDS[run.cache].server if run.cache in BACKENDS else None
             server = None  # a cache server of the run's own
             if capacity and backend_server:
@@ -648,7 +749,8 @@ def run_one(
                 stack.enter_context(
                     injected(fault, target, run_dir, options.warmup_s, options.duration_s)
                 )
-            run_locust(run, options, url, run_dir, progress, hosts)
+            with pinned(cpus.loadgen):
+                run_locust(run, options, url, run_dir, progress, hosts)
         if not options.host:
             with hosts.client() if hosts else nullcontext():
                 final_reads(settings, read_history(run_dir), run_dir)
@@ -674,6 +776,19 @@ def locust_command(run: Run, options: Options, url: str, run_dir: Path) -> list[
         "--key-dist", options.key_dist,
         "--zipf-s", str(options.zipf_s),
         "--csv", str(run_dir.resolve() / "locust"),
+        *(["--processes", str(options.processes)] if options.processes > 1 else []),
+        *open_loop_options(options),
+    ]  # fmt: skip
+
+
+def open_loop_options(options: Options) -> list[str]:
+    """Locust's options of an open loop at options.arrival_rate; none for a closed loop."""
+    if options.arrival_rate is None:
+        return []
+    return [
+        "--arrival-rate", str(options.arrival_rate),
+        "--arrival", options.arrival,
+        "--max-in-flight", str(options.max_in_flight),
     ]  # fmt: skip
 
 
@@ -790,17 +905,21 @@ def summarize(run: Run, options: Options, run_dir: Path, conditions: dict) -> di
         **capacity_figures(run_dir, keys, options),
         "repeat": run.repeat,
         **conditions,
+        **cpu_columns(run_cpu_sets(options)),
+        "processes": info.get("processes", 1),
         "window_s": (window[1] - window[0]) / 1e9,
         "loadgen_cpu": max(cpu) / 100 if cpu else float("nan"),
         "loadgen_cpu_warning": bool(info.get("cpu_warning")),
         "arrivals_waited_share": _share(info.get("arrivals_waited"), info.get("arrivals_sent")),
+        "unsent_arrivals": unsent_arrivals(info),
         **run_figures,
         **hot_key_figures(history, *window),
         **soak_figures(history, window, run_dir),
     }
     if run_fault(run, options) is not None:
         row.update(faulted_figures(history, window, run_dir, options.out))
-    users = info.get("user_count") or options.users
+    # An open loop's users send nothing: no response-time law bounds it.
+    users = None if options.arrival_rate else info.get("user_count") or options.users
     # Every service host has --workers.
     workers = options.workers * (options.service_hosts or 1)
     # A server the runner did not start is served as it is, not as the options say.
@@ -864,7 +983,7 @@ def faulted_figures(
 
 def invalid_reason(row: dict, options: Options) -> str:
     """Why a run must not be quoted, or "" when it may be."""
-    if row["loadgen_cpu_warning"] or row["loadgen_cpu"] >= 0.9:
+    if saturated(row):
         return f"load generator saturated (CPU {row['loadgen_cpu']:.0%} of a core)"
     lag = row.get("send_lag_p99_ms")
     if (
@@ -884,6 +1003,11 @@ def invalid_reason(row: dict, options: Options) -> str:
     if row["ops"] < MIN_OPS:
         return f"too few operations ({row['ops']} < {MIN_OPS})"
     return ""
+
+
+def saturated(row: Mapping) -> bool:
+    """Whether the run's load generator used 90 % of a core or more, or Locust warned so."""
+    return bool(row["loadgen_cpu_warning"]) or row["loadgen_cpu"] >= CPU_SATURATED / 100
 
 
 def _share(part: object, whole: object) -> float:
@@ -921,6 +1045,8 @@ def options_record(options: Options) -> dict:
     record = asdict(options)
     record["out"] = str(options.out)
     record["host"] = options.host and redact(options.host)
+    # What --affinity came to on this machine: the CPUs of each side ("" not pinned).
+    record["cpu_sets"] = cpu_columns(run_cpu_sets(options))
     return record
 
 

@@ -35,7 +35,7 @@ class RunShape:
     for a server the runner did not start, whose bounds are then not computed)."""
 
     cache: str
-    users: int
+    users: int | None  # None: an open loop, whose users send nothing
     workers: int | None = None
     threads: int | None = None
     work_ms: int | None = None
@@ -67,8 +67,8 @@ def run_bounds(
         ) if len(misses) else float("nan"),
         "get_miss_min_ms_bound": float(shape.work_ms) if known else float("nan"),
         "throughput_law_rps": (
-            shape.users / latency_s.mean() if len(latency_s) and latency_s.mean() > 0
-            else float("nan")
+            shape.users / latency_s.mean()
+            if shape.users and len(latency_s) and latency_s.mean() > 0 else float("nan")
         ),
     }  # fmt: skip
     bounds["bound_flags"] = "; ".join(bound_flags({**figures, **bounds}, shape.cache))

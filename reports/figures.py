@@ -106,6 +106,7 @@ def figures(
     is_get = is_get[answered]
     groups = {
         "all": np.ones(len(latency_ms), dtype=bool),
+        "get": is_get,  # a latency objective's: what a reader waits, hit or miss
         "get_hit": is_get & (cache == "HIT").to_numpy(bool)[answered],
         "get_miss": is_get & (cache == "MISS").to_numpy(bool)[answered],
         "put": (op == "put").to_numpy(bool)[answered],

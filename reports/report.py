@@ -90,6 +90,32 @@ def _interval(e: Estimate) -> str:
     return f"{e.mean:.0f} [{e.low:.0f}–{e.high:.0f}]"
 
 
+def _load(options: dict) -> str:
+    """How Locust offered the load: its users' closed loop, or an open loop at a rate."""
+    if options.get("arrival_rate") is None:
+        return f"Locust {options['users']} users"
+    return (
+        f"Locust, an open loop at {options['arrival_rate']:g} operations/s ({options['arrival']} "
+        f"arrivals, at most {options['max_in_flight']} in flight per process; latency "
+        "corrected from when each was due)"
+    )
+
+
+def _cpus(options: dict) -> str:
+    """Where the load generator and the server ran (--affinity)."""
+    cpus = options.get("cpu_sets") or {}
+    if not cpus.get("loadgen_cpus"):
+        return (
+            "Load generator and server share the machine's cores: quote ratios within this "
+            "run rather than absolute numbers."
+        )
+    server = cpus.get("server_cpus") or "not ours"
+    return (
+        f"Load generator on CPU {cpus['loadgen_cpus']}, server and its cache on CPU {server} "
+        f"(`--affinity {options.get('affinity')}`); other work on the machine still shares them."
+    )
+
+
 def _keys(keys: int | Sequence[int]) -> str:
     return ", ".join(f"{k:,}" for k in keys) if isinstance(keys, list | tuple) else f"{keys:,}"
 
@@ -137,7 +163,10 @@ def bounds_table(scenario_cells: pd.DataFrame) -> pd.DataFrame:
             "cache": c.cache,
             "misses/s (≤ slots ÷ work)": f"{c.miss_rps:.1f} (≤ {c.miss_rps_bound:.1f})",
             "fastest MISS ms": f"{_ms(c.get_miss_min_ms)} (≥ {c.get_miss_min_ms_bound:.0f})",
-            "ops/s (≤ users ÷ latency)": f"{c.throughput.mean:.0f} (≤ {c.throughput_law_rps:.0f})",
+            "ops/s (≤ users ÷ latency)": f"{c.throughput.mean:.0f} " + (
+                f"(≤ {c.throughput_law_rps:.0f})" if math.isfinite(c.throughput_law_rps)
+                else "(open loop: no such bound)"
+            ),
             "flags": c.bound_flags or "ok",
         })  # fmt: skip
     return pd.DataFrame(rows)
@@ -560,15 +589,14 @@ def build_sections(
             f"`VIDEOS_WORK_MS={_keys(options['work_ms'])}` ({options['work_phase']}), strategy "
             f"`{options['strategy']}`, TTL {options['cache_timeout_s']} s; "
         )
-        + f"Locust {options['users']} "
-        f"users, {options['warmup_s']:g} s warm-up (excluded) + {options['duration_s']:g} s "
+        + _load(options)
+        + f", {options['warmup_s']:g} s warm-up (excluded) + {options['duration_s']:g} s "
         f"measured, {_keys(options['keys'])} keys ({options['key_dist']}, "
         f"s={options['zipf_s']}, seeded: {options.get('seed', 'all')}), "
         f"{options['repeats']} repeat(s), repeats interleaved across configurations.",
         "Throughput is a mean over repeats with its 95 % interval; latencies are medians "
         "over repeats (max: the largest); a CV of throughput of 10 % or more is flagged ⚠. "
-        "Load generator and server share the machine's cores: quote ratios within this run "
-        "rather than absolute numbers.",
+        + _cpus(options),
         f"Clock skew allowed: {options['clock_skew_ms']:g} ms: a read counts as stale "
         "only when stale by more than that, times closer than that being concurrent "
         "(`--clock-skew-ms`; 0 when every load generator reads one machine's clock).",
