@@ -27,7 +27,7 @@ from locust_cachebench.options import ARRIVALS, SEED_CHOICES, arrival_rate
 from reports.figures import check, format_figures
 from reports.history import HistoryError
 from reports.history_format import FILE_PATTERN, FINAL_READS_FILE
-from service.settings import CACHE_BACKENDS, CACHE_STRATEGIES, WORK_PHASES
+from service.settings import CACHE_BACKENDS, CACHE_STRATEGIES, FILLS, INVALIDATIONS, WORK_PHASES
 
 if TYPE_CHECKING:
     from cachebench.matrix import Options, Run
@@ -167,7 +167,13 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     add("--users", type=int, help=f"Locust users (default: {defaults.users})")
     add("--workers", type=int, help=f"gunicorn workers (default: {defaults.workers})")
     add("--threads", type=int, help=f"threads per worker (default: {defaults.threads})")
-    add("--work-ms", type=int, help=f"VIDEOS_WORK_MS (default: {defaults.work_ms})")
+    add(
+        "--work-ms",
+        type=_numbers,
+        metavar="LIST",
+        help="VIDEOS_WORK_MS, comma list; more than one is a dimension, the race window of "
+        f"--work-phase after-read (default: {','.join(map(str, defaults.work_ms))})",
+    )
     add(
         "--work-phase",
         choices=WORK_PHASES,
@@ -177,6 +183,19 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
         "--strategy",
         choices=CACHE_STRATEGIES,
         help=f"CACHE_STRATEGY (default: {defaults.strategy})",
+    )
+    add(
+        "--invalidations",
+        type=_choices(INVALIDATIONS),
+        metavar="LIST",
+        help="CACHE_INVALIDATION values, a dimension of the caches each applies to "
+        f"({', '.join(INVALIDATIONS)}; default: the service's, delete)",
+    )
+    add(
+        "--fills",
+        type=_choices(FILLS),
+        metavar="LIST",
+        help=f"CACHE_FILL values, a dimension ({', '.join(FILLS)}; default: the service's, plain)",
     )
     add(
         "--ttl",
@@ -269,7 +288,11 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     add(
         "--quick",
         action="store_true",
-        help="a smoke run in under a minute: " + ", ".join(f"{k}={v:g}" for k, v in QUICK.items()),
+        help="a smoke run in under a minute: "
+        + ", ".join(
+            f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else f'{v:g}'}"
+            for k, v in QUICK.items()
+        ),
     )
     run.set_defaults(command=cmd_run)  # fmt: skip
 

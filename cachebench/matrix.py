@@ -53,6 +53,9 @@ from cachebench.processes import ServerError, gunicorn_process, run_environment,
 from cachebench.resources import probes, sampling
 from cachebench.scenarios import default_scenarios, scenarios
 from cachebench.servers import SERVERS, ServerUnavailable, needed, private_instance, server_address
+from cachebench.strategies import DIMENSIONS as STRATEGY_DIMENSIONS
+from cachebench.strategies import applies_to, extra_store_reads, run_settings
+from cachebench.strategies import not_applicable as strategy_not_applicable
 from cachebench.topology import (
     DEFAULT_LOADGEN_HOSTS,
     DEFAULT_SERVICE_HOSTS,
@@ -90,6 +93,7 @@ from reports.history_format import RUN_FILE
 from reports.redact import redact
 from reports.report import write_report
 from reports.resources import drift, leaks, per_second_throughput, read_resources
+from reports.stampede import hot_key_figures
 from reports.stats import UNSTABLE_CV, estimate
 from reports.theory import che_hit_rate, popularity, top_c_hit_rate
 from reports.timeline import fault_figures, timeline
@@ -143,7 +147,7 @@ class Options:
     users: int = 8
     workers: int = 2
     threads: int = 1
-    work_ms: int = 50
+    work_ms: tuple[int, ...] = (50,)  # more than one: a dimension, the race-window sweep
     work_phase: str = "before-read"
     strategy: str = "cached"
     cache_timeout_s: int = 300
@@ -160,6 +164,9 @@ class Options:
     allow_remote: bool = False
     # Each --fault, `KIND` or `KIND@START:LENGTH` (cachebench/faults.py), as validate words it.
     faults: tuple[str, ...] = ()
+    # CACHE_INVALIDATION and CACHE_FILL values (cachebench/strategies.py); none: the defaults.
+    invalidations: tuple[str, ...] = ()
+    fills: tuple[str, ...] = ()
     # `single`: everything on this host; `hosts`: hosts of the run's own (cachebench/topology.py),
     # with these many service and load-generating hosts (validate fills in the defaults).
     topology: str = SINGLE
@@ -184,6 +191,11 @@ class Options:
         dimensions = []
         if len(self.keys) > 1:
             dimensions.append(("keys", tuple(map(str, self.keys))))
+        if len(self.work_ms) > 1:
+            dimensions.append(("work_ms", tuple(map(str, self.work_ms))))
+        for name in STRATEGY_DIMENSIONS:  # each from its option, `invalidations`, `fills`
+            if getattr(self, f"{name}s"):
+                dimensions.append((name, getattr(self, f"{name}s")))
         if self.capacities:
             dimensions.append(("capacity", self.capacities))
         if self.eviction_policies:
@@ -194,16 +206,19 @@ class Options:
 
 
 # The dimensions that apply to some caches only: a cache without a capacity (none, a --host's
-# unknown one) has none, and only Redis has a choice of eviction policy.
+# unknown one) has none, and only Redis has a choice of eviction policy; the strategies apply
+# to the caches the service lists for them (a value that does not apply to one of those is
+# not run: strategy_not_applicable).
 DIMENSION_APPLIES = {
     "capacity": lambda cache: cache in EVICTION,
     "policy": lambda cache: cache == "redis",
+    **{name: lambda cache, name=name: cache in applies_to(name) for name in STRATEGY_DIMENSIONS},
 }
 
 
 # A smoke run: every cell once, briefly, with a short work time so that even the runs
 # without a cache make enough operations. Its figures show the matrix works, not what to buy.
-QUICK = {"repeats": 1, "duration_s": 1.0, "warmup_s": 0.5, "work_ms": 10}
+QUICK = {"repeats": 1, "duration_s": 1.0, "warmup_s": 0.5, "work_ms": (10,)}
 
 
 # The options that become the service's settings: (option's field, its flag, the setting).
@@ -215,6 +230,11 @@ SERVICE_OPTIONS = (
     ("workers", "--workers", "SERVICE_WORKERS"),
     ("threads", "--threads", "SERVICE_THREADS"),
 )
+# The strategy dimensions' options: (option's field, its flag, the setting of each value).
+STRATEGY_OPTIONS = tuple(
+    (f"{name}s", f"--{name}s", setting) for name, setting in STRATEGY_DIMENSIONS.items()
+)
+STRATEGY_SETTINGS = tuple(STRATEGY_DIMENSIONS.values())
 # The options handed to Locust, checked by the load tests' own rules.
 LOCUST_OPTIONS = (
     ("zipf_s", "--zipf-s", zipf_exponent),
@@ -243,11 +263,16 @@ def validate(options: Options) -> Options:
         raise OptionsError(
             f"--duration plus --warmup must be at most {MAX_RUN_S:,} s (a week) per run"
         )
-    for field_name, flag, setting in SERVICE_OPTIONS:
-        try:
-            BY_NAME[setting].parse(getattr(options, field_name))
-        except ValueError as exc:
-            raise OptionsError(f"{flag} {getattr(options, field_name)!r}: {exc}") from None
+    for field_name, flag, setting in SERVICE_OPTIONS + STRATEGY_OPTIONS:
+        value = getattr(options, field_name)
+        for one in value if isinstance(value, tuple) else (value,):
+            try:
+                BY_NAME[setting].parse(one)
+            except ValueError as exc:
+                raise OptionsError(f"{flag} {one!r}: {exc}") from None
+    if not options.work_ms:
+        raise OptionsError("--work-ms needs at least one work time")
+    check_strategies(options)
     if not options.keys:
         raise OptionsError("--keys needs at least one keyspace size")
     for keys in options.keys:
@@ -286,6 +311,20 @@ def validate(options: Options) -> Options:
         check_target(options.host, options.allow_remote)
     check_tools(serving=options.host is None)
     return replace(options, faults=check_faults(options))
+
+
+def check_strategies(options: Options) -> None:
+    """The strategies apply to the runner's own service with CACHE_STRATEGY=cached only."""
+    for field_name, flag, _ in STRATEGY_OPTIONS:
+        if not getattr(options, field_name):
+            continue
+        if options.host is not None:
+            raise OptionsError(f"{flag} needs the runner's own service, not --host")
+        if options.strategy != "cached":
+            raise OptionsError(f"{flag} applies to --strategy cached only, not {options.strategy}")
+        values = getattr(options, field_name)
+        if len(set(values)) < len(values):
+            raise OptionsError(f"{flag}: a value is given twice")
 
 
 def check_topology(options: Options) -> Options:
@@ -499,7 +538,9 @@ def run_matrix(
         addresses, caches = cache_servers(stack, options, result.skipped, hosts)
         runs = []
         for run in plan(options, caches):
-            why = fault_not_applicable(run, options)
+            why = fault_not_applicable(run, options) or strategy_not_applicable(
+                run.cache, options.strategy, dict(run.variant)
+            )
             if why:
                 result.not_applicable[f"{run.cache} [{run.variant_label}]"] = why
             else:
@@ -617,21 +658,28 @@ def failure(run: Run, options: Options, exc: Exception) -> str:
 
 
 def service_settings(
-    options: Options, cache: str, workdir: Path, addresses: Mapping[str, str]
+    options: Options, run: Run, workdir: Path, addresses: Mapping[str, str]
 ) -> dict:
     return {
-        "CACHE_BACKEND": cache,
+        "CACHE_BACKEND": run.cache,
         "CACHE_DIR": workdir / "cache",
         **addresses,
         "VIDEOS_STORE": STORE,
         "VIDEOS_DATABASE": workdir / "videos.sqlite",
         **{setting: getattr(options, field_name) for field_name, _, setting in SERVICE_OPTIONS},
+        "VIDEOS_WORK_MS": run_work_ms(run, options),
+        **run_settings(dict(run.variant)),
     }
 
 
 def run_keys(run: Run, options: Options) -> int:
     """The keyspace of `run`: its `keys` value, or the only one."""
     return int(dict(run.variant).get("keys", options.keys[0]))
+
+
+def run_work_ms(run: Run, options: Options) -> int:
+    """The GET's work time of `run`: its `work_ms` value, or the only one."""
+    return int(dict(run.variant).get("work_ms", options.work_ms[0]))
 
 
 def run_capacity(run: Run, options: Options) -> dict:
@@ -683,7 +731,7 @@ def run_one(
             if server is not None:
                 addresses = {**addresses, server.server.setting: server.address}
             (run_dir / CAPACITY_FILE).write_text(json.dumps(capacity))
-            settings = service_settings(options, run.cache, workdir, addresses)
+            settings = service_settings(options, run, workdir, addresses)
             settings["CACHE_THRESHOLD"] = capacity.get("capacity_entries", UNBOUNDED)
             if options.host:
                 url = options.host
@@ -811,8 +859,9 @@ def current_rps(run_dir: Path) -> float | None:
 
 def final_reads(settings: dict, history: pd.DataFrame, run_dir: Path) -> None:
     """Read every key once through the API without a cache, so lost writes show."""
-    # The same settings gunicorn had (as the strings of its environment), without the cache.
-    given = {k: str(v) for k, v in settings.items() if v is not None}
+    # The same settings gunicorn had (as the strings of its environment), without the cache
+    # and so without the strategies, which need one.
+    given = {k: str(v) for k, v in settings.items() if v is not None and k not in STRATEGY_SETTINGS}
     app = create_app({**given, "CACHE_BACKEND": "none", "VIDEOS_WORK_MS": "0"})
     client = app.test_client()
     rows = []
@@ -851,6 +900,8 @@ def summarize(run: Run, options: Options, run_dir: Path, conditions: dict) -> di
         "variant": run.variant_label,
         **dict(run.variant),
         "keys": keys,
+        "work_ms": run_work_ms(run, options),
+        "extra_store_reads": extra_store_reads(run.cache, dict(run.variant)),
         **capacity_figures(run_dir, keys, options),
         "repeat": run.repeat,
         **conditions,
@@ -862,6 +913,7 @@ def summarize(run: Run, options: Options, run_dir: Path, conditions: dict) -> di
         "arrivals_waited_share": _share(info.get("arrivals_waited"), info.get("arrivals_sent")),
         "unsent_arrivals": unsent_arrivals(info),
         **run_figures,
+        **hot_key_figures(history, *window),
         **soak_figures(history, window, run_dir),
     }
     if run_fault(run, options) is not None:
@@ -874,7 +926,7 @@ def summarize(run: Run, options: Options, run_dir: Path, conditions: dict) -> di
     shape = (
         RunShape(run.cache, users)
         if options.host
-        else RunShape(run.cache, users, workers, options.threads, options.work_ms)
+        else RunShape(run.cache, users, workers, options.threads, run_work_ms(run, options))
     )
     row.update(run_bounds(history, window, shape, run_figures))
     row["invalid"] = invalid_reason(row, options)

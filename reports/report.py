@@ -31,6 +31,7 @@ from reports.resources import (
     resource_chart,
 )
 from reports.stats import UNSTABLE_CV, Estimate, change
+from reports.strategies import dose_response, strategy_cells
 from reports.timeline import BUCKET_NS, RECOVERED
 
 LATENCY_LABELS = {"get_hit": "GET HIT", "get_miss": "GET MISS", "put": "PUT"}  # the tables
@@ -305,6 +306,121 @@ def curve_sections(cell_table: pd.DataFrame, chart_dir: Path) -> list[Section]:
     return sections
 
 
+def strategies_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Each strategy's price (throughput, GET latency, store reads) beside what it buys
+    (stale reads, misses per refill), from strategy_cells."""
+    rows = []
+    for c in table.itertuples():
+        row = {
+            "scenario": c.scenario,
+            "configuration": c.cache,
+            "ops/s mean [95% CI]": _interval(c.throughput),
+            "hit rate": _rate(c.hit_rate),
+            "GET HIT / MISS p50 ms": f"{_ms(c.get_hit_p50_ms)} / {_ms(c.get_miss_p50_ms)}",
+            "extra store reads per GET": (
+                "–" if pd.isna(c.extra_store_reads) else f"{c.extra_store_reads:.0f}"
+            ),
+            "stale reads (max age ms)": (
+                f"{_rate(c.stale_rate)} ({c.stale_reads}, {_ms(c.staleness_max_ms)})"
+                if c.stale_reads
+                else f"{_rate(c.stale_rate)} (0)"
+            ),
+        }
+        if hasattr(c, "misses_per_refill"):
+            row["misses per refill (GET p99 ms during)"] = (
+                f"{c.misses_per_refill:.1f} ({_ms(c.refill_get_p99_ms)})"
+                if not pd.isna(c.misses_per_refill)
+                else "–"
+            )
+        for column, label in VISIBILITY_LABELS.items():
+            if hasattr(c, column):
+                row[label] = _ms(getattr(c, column))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# t-visibility's figures (reports.checker's): the time after a write's completion from which
+# under 1 % and 0.1 % of the reads still see an older value.
+VISIBILITY_LABELS = {"visibility_1pct_ms": "visible to 99% ms", "visibility_01pct_ms": "99.9% ms"}
+
+
+def dose_response_table(sweep: pd.DataFrame) -> pd.DataFrame:
+    """The sweep as a table: one row per scenario and line, one column per work time."""
+    rows = []
+    times = {f"{t:g} ms": "–" for t in sorted(sweep["work_ms"].unique())}  # "–": not measured
+    for (scenario, line), points in sweep.groupby(["scenario", "line"], sort=False):
+        row = {"scenario": scenario, "configuration": line, **times}
+        for p in points.itertuples():
+            row[f"{p.work_ms:g} ms"] = f"{_rate(p.stale_rate)} ({p.stale_reads})"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def dose_response_chart(sweep: pd.DataFrame, path: Path) -> Path:
+    """The stale-read rate against the work time (the race window), a line per
+    invalidation strategy, a panel per scenario."""
+    scenarios = list(dict.fromkeys(sweep["scenario"]))
+    fig = Figure(figsize=(6 * len(scenarios), 4))
+    axes = fig.subplots(1, len(scenarios), squeeze=False)
+    for ax, scenario in zip(axes[0], scenarios, strict=True):
+        lines = sweep[sweep["scenario"] == scenario].groupby("line", sort=False)
+        # Markers and dashes of their own: lines at 0 (lease, versioned) lie on each other.
+        for (line, points), marker, dashes in zip(lines, "osD^vP*X", ("-", "--", ":", "-.") * 2,
+                                                  strict=False):  # fmt: skip
+            ax.plot(points["work_ms"], points["stale_rate"] * 100, marker=marker,
+                    linestyle=dashes, markerfacecolor="none", label=line)  # fmt: skip
+        ax.set_xlabel("work time, ms (the race window with --work-phase after-read)")
+        ax.set_ylabel("stale reads, % of judged reads")
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"Stale reads against the race window, {scenario}")
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def refused_strategies(metadata: dict) -> list[str]:
+    """The configurations whose strategy does not apply to their cache, so were not run: the
+    service refuses them in its own words, which name the setting first."""
+    return [
+        f"`{cell}` was not run: {why}."
+        for cell, why in metadata.get("not_applicable", {}).items()
+        if why.startswith(("CACHE_INVALIDATION=", "CACHE_FILL="))
+    ]
+
+
+def strategies_sections(summary: pd.DataFrame, metadata: dict, chart_dir: Path) -> list[Section]:
+    """The strategies' table and, with more than one work time, the race-window sweep."""
+    options = metadata["options"]
+    table = strategy_cells(summary, options.get("caches", ()))
+    if table.empty:
+        return []
+    sections = [Section("Invalidation and fill strategies", [
+        "Each configuration's price beside what it buys. **Extra store reads per GET** are "
+        "those the invalidation makes beyond the tutorial's, hit or miss, as the service "
+        "declares them (and its tests count them on SQLite). A **refill** of the most read "
+        "key starts with a GET that missed it (after an expiry or a write) and lasts until "
+        "that GET is answered, its fill stored; the GETs sent meanwhile that missed are the "
+        "refill's too. More than one "
+        "miss per refill is a stampede; the p99 beside it is of the GETs of that key in "
+        "flight during a refill.",
+        *refused_strategies(metadata),
+    ], strategies_table(table))]  # fmt: skip
+    sweep = dose_response(summary)
+    if not sweep.empty:
+        chart_dir.mkdir(parents=True, exist_ok=True)
+        sections.append(Section("Stale reads against the race window", [
+            f"With `--work-phase {options.get('work_phase')}`, "
+            + ("the GET's work runs between its store read and its fill, so the work time "
+               "is the window in which a concurrent write makes the fill stale"
+               if options.get("work_phase") == "after-read" else
+               "the work runs before the store read, so the race window is not the work time "
+               "(`--work-phase after-read` makes it so)")
+            + ". Each point pools the stale reads of a line's quotable repeats over their "
+            "judged reads; the count is in brackets.",
+        ], dose_response_table(sweep),
+            [dose_response_chart(sweep, chart_dir / "stale_vs_work.png")]))  # fmt: skip
+    return sections
+
+
 def faults_table(table: pd.DataFrame) -> pd.DataFrame:
     """The figures of each faulted cell (reports.cells.fault_cells), worded for the reader."""
     rows = []
@@ -385,6 +501,14 @@ def faults_section(summary: pd.DataFrame, metadata: dict, out: Path) -> Section:
         "be 0 for every fault: an acknowledged write is never lost. Each figure is the worst "
         "of the repeats."
     ]
+    if metadata["options"].get("invalidations"):
+        paragraphs.append(
+            "Per invalidation strategy, the oldest stale read after the fault says how long a "
+            "write lost to the cache stays invisible: up to the TTL "
+            f"({metadata['options']['cache_timeout_s']} s here) when nothing retries it; "
+            "`outbox` retries it before each GET of the key and every "
+            "`CACHE_OUTBOX_RETRY_MS`, which should bound it instead."
+        )
     paragraphs += [
         f"`{cell}` was not run: {why}." for cell, why in metadata.get("not_applicable", {}).items()
     ]
@@ -462,7 +586,7 @@ def build_sections(
             "runner's, so the server-side bounds are not computed); "
             if options.get("host") else
             f"gunicorn {options['workers']} workers × {options['threads']} threads, "
-            f"`VIDEOS_WORK_MS={options['work_ms']}` ({options['work_phase']}), strategy "
+            f"`VIDEOS_WORK_MS={_keys(options['work_ms'])}` ({options['work_phase']}), strategy "
             f"`{options['strategy']}`, TTL {options['cache_timeout_s']} s; "
         )
         + _load(options)
@@ -495,6 +619,7 @@ def build_sections(
     if not cell_table.empty:
         sections.append(Section("Charts", images=charts(cell_table, chart_dir, order)))
         sections.extend(curve_sections(cell_table, chart_dir))
+        sections.extend(strategies_sections(summary, metadata, chart_dir))
         # The charts directory is in the output, beside the runs' histories.
         sections.extend(soak_sections(summary, options, chart_dir.parent, chart_dir))
         for scenario in dict.fromkeys(cell_table["scenario"]):

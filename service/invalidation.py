@@ -50,6 +50,10 @@ class Delete:
     """The tutorial's: the write commits, then the cached GET is deleted."""
 
     leases = False  # whether `read` elects one filler per key (service/fill.py's lock)
+    # Store reads per GET beyond the tutorial's (its view's one, on a miss), hit or miss: the
+    # comparison's table puts them beside what the strategy buys (tests/test_strategies.py
+    # counts them on SQLite).
+    extra_store_reads = 0
 
     def __init__(self, app: Flask) -> None:
         self.timeout = app.config["CACHE_VIEW_TIMEOUT"]  # None: the backend's default
@@ -141,6 +145,8 @@ class Versioned(Delete):
     carries it: after a write every GET reads another key, and an entry filled from a read
     before the write sits under the old one, never read again, until its TTL."""
 
+    extra_store_reads = 1  # the version
+
     def key(self, video_id: int) -> str:
         # Read before the view reads the video, so that a fill from a read older than a write
         # lands under a version older than the write's.
@@ -159,6 +165,8 @@ class Outbox(Delete):
     once the cache delete succeeds. A pending one is delivered before a GET of that video
     reads the cache, and by each worker every CACHE_OUTBOX_RETRY_MS, so that a cache that was
     unreachable during the write is corrected as soon as it is back."""
+
+    extra_store_reads = 1  # the video's pending invalidations
 
     def __init__(self, app: Flask) -> None:
         super().__init__(app)

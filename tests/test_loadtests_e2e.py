@@ -18,6 +18,7 @@ from cachebench.processes import free_port, stop
 from reports.figures import check
 from reports.history import history_files, read_history
 from reports.history_format import WRITTEN_COLUMNS
+from reports.stampede import hot_key_figures
 
 ROOT = Path(__file__).resolve().parents[1]
 # The command users run, from this environment (not `python -m locust`, which names itself
@@ -26,7 +27,14 @@ LOCUST = Path(sys.executable).with_name("locust")
 CACHEBENCH = Path(sys.executable).with_name("cachebench")
 KEYS = 20
 WORK_MS = 5  # of simulated work per GET: short runs, yet misses that cost something
-SCENARIOS = {"ReadHeavyUser", "MixedUser", "WriteHeavyUser", "TutorialUser"}
+SCENARIOS = {
+    "ReadHeavyUser",
+    "MixedUser",
+    "WriteHeavyUser",
+    "TutorialUser",
+    "HotReader",
+    "HotWriter",
+}
 
 
 @pytest.fixture
@@ -116,7 +124,8 @@ def test_every_scenario_in_two_processes(serve, locust, tmp_path):
     for path in files:
         assert path.read_text().splitlines()[0] == ",".join(WRITTEN_COLUMNS)
     assert set(run["user_classes"]) == SCENARIOS
-    assert set(run["hit_rate"]) == SCENARIOS | {"Aggregated"}
+    # A hit rate for every user class that reads (hot_expiry's writers only write).
+    assert set(run["hit_rate"]) == SCENARIOS - {"HotWriter"} | {"Aggregated"}
     assert run["processes"] == 2
     assert (run["keys"], run["key_dist"], run["zipf_s"]) == (KEYS, "zipf", 1.0)
     assert run["thresholds"] == [
@@ -173,6 +182,30 @@ def test_a_master_and_a_worker_record_every_operation(serve, locust, tmp_path):
     seeding, load = split_seeding(history)
     assert sorted(seeding["key"]) == list(range(1, KEYS + 1))
     assert run["requests"] <= len(load) <= run["requests"] + 2
+
+
+@pytest.mark.redis
+def test_hot_expiry_refills_one_hot_key_at_each_expiry_and_write(serve, locust, tmp_path):
+    """Readers of id 1 only, two writers of it; its entry lives a second."""
+    history = tmp_path / "history"
+    url = serve(CACHE_BACKEND="redis", CACHE_DEFAULT_TIMEOUT=1, VIDEOS_WORK_MS=WORK_MS)
+    code, output = run_to_end(
+        locust, "-f", "loadtests/hot_expiry.py", *headless(url, history, "-u", "6", "-t", "4s")
+    )
+    assert code == 0, output
+    _, load = split_seeding(history)
+    assert set(load["key"]) == {1}
+    puts = load[load["op"] == "put"]
+    assert puts["worker"].nunique() == 2, "the two writers"
+    # Those cut off as the load stopped (status 0) aside, every operation succeeded.
+    assert load.loc[load["status"] != 0, "status"].isin((200, 201)).all()
+    # Ranked by key popularity, the hot key is id 1; it expired or was written several times.
+    window = int(load["t_invoke_ns"].min()), int(load["t_complete_ns"].max())
+    figures = hot_key_figures(read_history(history), *window)
+    assert figures["hot_key"] == 1
+    assert figures["refills"] >= 3
+    assert figures["misses_per_refill"] >= 1
+    assert figures["refill_get_p99_ms"] >= WORK_MS
 
 
 @pytest.mark.parametrize(("backend", "broken"), [("simple", True), ("redis", False)])

@@ -152,3 +152,69 @@ def test_the_faults_section_sets_each_fault_beside_the_calm_run(tmp_path):
 def test_a_report_without_faults_has_no_faults_section(summary, tmp_path):
     markdown, _ = write_report(tmp_path, summary, METADATA, {}, [])
     assert "## Faults" not in markdown.read_text()
+
+
+def strategies_summary():
+    """redis × write_heavy × three invalidations × two work times × two repeats, with the
+    hottest key's refills; and `none`, which has no strategy."""
+    stale = {("delete", 10): 2, ("delete", 50): 9, ("lease", 10): 0, ("lease", 50): 0,
+             ("versioned", 10): 0, ("versioned", 50): 0}  # fmt: skip
+    rows = [
+        run_row(
+            "redis", "write_heavy", repeat, 300.0 + repeat,
+            variant=f"work_ms={work},invalidation={invalidation}",
+            work_ms=work, invalidation=invalidation, stale_reads=stale[invalidation, work],
+            stale_rate=stale[invalidation, work] / 300, staleness_max_ms=40.0,
+            extra_store_reads=1 if invalidation == "versioned" else 0,
+            refills=20, misses_per_refill=1.5, refill_get_p99_ms=60.0,
+            visibility_1pct_ms=200.0 + repeat, visibility_01pct_ms=None,
+        )
+        for repeat in (1, 2)
+        for work in (10, 50)
+        for invalidation in ("delete", "lease", "versioned")
+    ]  # fmt: skip
+    rows += [
+        run_row("none", "write_heavy", r, 40.0, variant=f"work_ms={w}", work_ms=w)
+        for r in (1, 2)
+        for w in (10, 50)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_the_strategies_table_and_the_race_window_sweep(tmp_path):
+    options = {**METADATA["options"], "work_ms": [10, 50], "work_phase": "after-read",
+               "invalidations": ["delete", "lease", "versioned"],
+               "caches": ["none", "redis"]}  # fmt: skip
+    refused = {"simple [work_ms=10,invalidation=lease]": "CACHE_INVALIDATION='lease' does not "
+               "apply to CACHE_BACKEND='simple': it needs an atomic compare-and-set"}  # fmt: skip
+    metadata = {**METADATA, "options": options, "not_applicable": refused}
+    markdown, page = write_report(tmp_path, strategies_summary(), metadata, {}, [])
+    text = markdown.read_text()
+    assert "`VIDEOS_WORK_MS=10, 50` (after-read)" in text
+    strategies = text.split("## Invalidation and fill strategies")[1].split("\n## ")[0]
+    columns = ("ops/s mean [95% CI]", "GET HIT / MISS p50 ms", "extra store reads per GET",
+               "stale reads (max age ms)", "misses per refill (GET p99 ms during)")  # fmt: skip
+    for column in columns:
+        assert column in strategies
+    assert "| write_heavy | redis [work_ms=50,invalidation=delete] | 302 [" in strategies
+    assert "| 0 | 3.0% (18, 40.0) | 1.5 (60.0) | 201.5 | – |" in strategies
+    assert "| visible to 99% ms | 99.9% ms |" in strategies
+    assert strategies.index("| none [work_ms=10] |") < strategies.index("| redis [")
+    assert "| redis [work_ms=10,invalidation=versioned] |" in strategies
+    assert (
+        "`simple [work_ms=10,invalidation=lease]` was not run: CACHE_INVALIDATION='lease' does "
+        "not apply to CACHE_BACKEND='simple'" in strategies
+    )
+    sweep = text.split("## Stale reads against the race window")[1].split("\n## ")[0]
+    assert "| scenario | configuration | 10 ms | 50 ms |" in sweep
+    assert "| write_heavy | redis delete | 0.7% (4) | 3.0% (18) |" in sweep
+    assert "| write_heavy | redis lease | 0.0% (0) | 0.0% (0) |" in sweep
+    assert "the work time is the window" in sweep
+    assert (tmp_path / "charts" / "stale_vs_work.png").stat().st_size > 0
+    assert page.read_text().count("data:image/png;base64,") == 4
+
+
+def test_without_strategies_the_report_has_no_strategies_section(summary, tmp_path):
+    markdown, _ = write_report(tmp_path, summary, METADATA, {}, [])
+    assert "Invalidation and fill strategies" not in markdown.read_text()
+    assert not (tmp_path / "charts" / "stale_vs_work.png").exists()

@@ -24,6 +24,7 @@ from service.settings import (
     check_together,
     defaults,
 )
+from service.store import get_store
 
 SEED = {"name": "HelloWorld", "views": 147, "likes": 3}
 NEW = {"name": "Cats", "views": 10, "likes": 2}
@@ -422,3 +423,31 @@ def test_versioned_keeps_each_workers_simplecache_right_after_a_write(serve):
     assert get_pair() == [SEED, SEED]
     assert requests.put(url, json=NEW, timeout=10).status_code == 201
     assert get_pair() + get_pair() == [NEW] * 4
+
+
+@pytest.mark.parametrize(
+    ("name", "backend"),
+    [
+        pytest.param(name, "redis", marks=pytest.mark.redis)
+        if name == "lease"
+        else (name, "filesystem")
+        for name in INVALIDATIONS
+    ],
+)
+def test_each_invalidation_reads_the_store_as_often_as_the_comparison_says(make_app, name, backend):
+    """The comparison's `extra_store_reads` are the service's own declaration: here they are
+    counted, as the statements SQLite runs for a GET that misses and one that hits."""
+    app = make_app(CACHE_BACKEND=backend, CACHE_INVALIDATION=name, CACHE_OUTBOX_RETRY_MS=60_000)
+    client = app.test_client()
+    statements = []
+    with app.app_context():
+        # The store's connection of this process, which the test client's requests use.
+        get_store()._connect().set_trace_callback(statements.append)
+    reads = []
+    for expected_cache in ("MISS", "HIT"):
+        statements.clear()
+        response = client.get("/videos/1")
+        assert response.headers["X-Cache"] == expected_cache
+        reads.append(sum(s.lstrip().upper().startswith("SELECT") for s in statements))
+    extra = invalidation.STRATEGIES[name].extra_store_reads
+    assert reads == [1 + extra, extra]
