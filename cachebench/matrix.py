@@ -81,7 +81,7 @@ from locust_cachebench.options import (
 )
 from reports.bounds import RunShape, run_bounds
 from reports.cells import configurations
-from reports.figures import figures, unsent_arrivals
+from reports.figures import figures_and_visibility, unsent_arrivals
 from reports.history import (
     HistoryError,
     read_final_reads,
@@ -97,6 +97,7 @@ from reports.stampede import hot_key_figures
 from reports.stats import UNSTABLE_CV, estimate
 from reports.theory import che_hit_rate, popularity, top_c_hit_rate
 from reports.timeline import fault_figures, timeline
+from reports.visibility import VISIBILITY_FILE
 from service import create_app
 from service.backends import BACKENDS
 from service.settings import BY_NAME, CACHE_BACKENDS
@@ -883,7 +884,7 @@ def summarize(run: Run, options: Options, run_dir: Path, conditions: dict) -> di
     info = json.loads((run_dir / RUN_FILE).read_text())
     history = read_history(run_dir)
     window = run_window(run_dir, options.warmup_s, options.duration_s)
-    run_figures = figures(
+    run_figures, visibility = figures_and_visibility(
         history,
         read_final_reads(run_dir),
         start_ns=window[0],
@@ -891,6 +892,7 @@ def summarize(run: Run, options: Options, run_dir: Path, conditions: dict) -> di
         unsent_arrivals=unsent_arrivals(info),
         clock_skew_ms=options.clock_skew_ms,
     )
+    visibility.to_csv(run_dir / VISIBILITY_FILE, index=False)
     # Each Locust process's CPU over its measured load, as it measured it (no start-up).
     cpu = [p for p in info.get("cpu_percent", {}).values() if p is not None]
     keys = run_keys(run, options)

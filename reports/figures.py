@@ -33,7 +33,28 @@ def figures(
     unsent_arrivals: int = 0,
     clock_skew_ms: float = 0.0,
 ) -> Figures:
-    """The figures of a run (see the README, "Checking a history", for each one).
+    """figures_and_visibility's figures, without the curve."""
+    return figures_and_visibility(
+        history,
+        final_reads,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        unsent_arrivals=unsent_arrivals,
+        clock_skew_ms=clock_skew_ms,
+    )[0]
+
+
+def figures_and_visibility(
+    history: pd.DataFrame,
+    final_reads: pd.DataFrame | None = None,
+    *,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    unsent_arrivals: int = 0,
+    clock_skew_ms: float = 0.0,
+) -> tuple[Figures, pd.DataFrame]:
+    """The figures of a run, and its t-visibility curve (reports.visibility), from one
+    judgement of its reads (see the README, "Checking a history", for each one).
 
     `history` as read_history returns it; `final_reads` as read_final_reads does (None: the
     run made none, and the lost-write figures are None). The window is `window_mask`'s;
@@ -78,6 +99,7 @@ def figures(
     staleness_ms = judged.staleness_ns[stale] / 1e6
     cache = history["cache"]
 
+    visibility = curve(judge, judged, read_in_window)
     result: Figures = {
         "ops": n_ops,
         "reads": n_reads,
@@ -93,7 +115,7 @@ def figures(
         "stale_rate": _share(verdicts["stale"], judged_reads),
         "staleness_median_ms": float(np.median(staleness_ms)) if len(staleness_ms) else None,
         "staleness_max_ms": float(staleness_ms.max()) if len(staleness_ms) else None,
-        **visibility_figures(curve(judge, judged, read_in_window)),
+        **visibility_figures(visibility),
         "phantoms": int(verdicts["phantom"]),
         "future_reads": int(verdicts["future"]),
         "earlier_run_reads": int(judged.earlier_run[read_in_window].sum()),
@@ -114,7 +136,7 @@ def figures(
     for group, members in groups.items():
         result.update(_percentiles(group, latency_ms[members]))
         result.update(_percentiles(f"{group}_corrected", corrected_ms[members]))
-    return result
+    return result, visibility
 
 
 def window_mask(history: pd.DataFrame, start_ns: int | None, end_ns: int | None) -> pd.Series:

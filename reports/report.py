@@ -19,7 +19,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 from matplotlib.figure import Figure
 
-from reports.cells import cache_order, cells, fault_cells
+from reports.cells import cache_order, cells, configurations, fault_cells
 from reports.figures import PERCENTILES
 from reports.history import read_history, run_window
 from reports.resources import (
@@ -33,6 +33,7 @@ from reports.resources import (
 from reports.stats import UNSTABLE_CV, Estimate, change
 from reports.strategies import dose_response, strategy_cells
 from reports.timeline import BUCKET_NS, RECOVERED
+from reports.visibility import VISIBILITY_FILE, pooled
 
 LATENCY_LABELS = {"get_hit": "GET HIT", "get_miss": "GET MISS", "put": "PUT"}  # the tables
 CHARTED_LATENCY = "all"  # the chart: every operation
@@ -418,7 +419,54 @@ def strategies_sections(summary: pd.DataFrame, metadata: dict, chart_dir: Path) 
             "judged reads; the count is in brackets.",
         ], dose_response_table(sweep),
             [dose_response_chart(sweep, chart_dir / "stale_vs_work.png")]))  # fmt: skip
+    curves = visibility_curves(summary, chart_dir.parent)
+    if curves:
+        chart_dir.mkdir(parents=True, exist_ok=True)
+        sections.append(Section("How long until a write is visible", [
+            "t-visibility: of the reads invoked t after the last write on their key completed, "
+            "the share that still returned an older value, against t; each configuration's "
+            "quotable repeats pooled, intervals with fewer than "
+            f"{MIN_VISIBILITY_READS} reads left out. The table's columns *visible to 99%* and "
+            "*99.9%* are the t from which that share stays under 1 % and 0.1 % (README, "
+            "\"Checking a history\").",
+        ], images=[visibility_chart(curves, chart_dir / "visibility.png")]))  # fmt: skip
     return sections
+
+
+# An interval of t with fewer reads than this says too little to draw.
+MIN_VISIBILITY_READS = 20
+
+
+def visibility_curves(summary: pd.DataFrame, out: Path) -> dict[tuple[str, str], pd.DataFrame]:
+    """Each (scenario, configuration)'s t-visibility curve, its quotable repeats' curves
+    (VISIBILITY_FILE, beside their histories in `out`) pooled."""
+    named = configurations(summary[summary["invalid"] == ""])
+    curves = {}
+    for (scenario, cache), runs in named.groupby(["scenario", "cache"], sort=False):
+        paths = [out / history / VISIBILITY_FILE for history in runs.get("history", ())]
+        found = [pd.read_csv(path) for path in paths if path.exists()]
+        if found:
+            curves[(scenario, cache)] = pooled(found)
+    return curves
+
+
+def visibility_chart(curves: dict[tuple[str, str], pd.DataFrame], path: Path) -> Path:
+    """The t-visibility curves, a line per configuration, a panel per scenario."""
+    scenarios = list(dict.fromkeys(scenario for scenario, _ in curves))
+    fig = Figure(figsize=(6 * len(scenarios), 4))
+    axes = fig.subplots(1, len(scenarios), squeeze=False)
+    for ax, scenario in zip(axes[0], scenarios, strict=True):
+        for (of, cache), curve in curves.items():
+            drawn = curve[curve["reads"] >= MIN_VISIBILITY_READS]
+            if of == scenario and not drawn.empty:
+                ax.step(drawn["t_ms"], drawn["probability"] * 100, where="post", label=cache)
+        ax.set_xscale("symlog", linthresh=0.1)
+        ax.set_xlabel("t: read invoked after the write completed, ms")
+        ax.set_ylabel("reads still older, %")
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"How long until a write is visible, {scenario}")
+        ax.legend(fontsize=8)
+    return _save(fig, path)
 
 
 def faults_table(table: pd.DataFrame) -> pd.DataFrame:

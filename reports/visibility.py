@@ -29,6 +29,8 @@ EDGES_MS = (0, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 
 EDGES_MS += (20_000, 50_000, 100_000)
 # The figures and the probability each one's t is under.
 THRESHOLDS = {"visibility_1pct_ms": 0.01, "visibility_01pct_ms": 0.001}
+# In a run's directory of `cachebench run`: its curve, for the report's chart.
+VISIBILITY_FILE = "visibility.csv"
 
 
 def visibility_curve(
@@ -127,3 +129,13 @@ def falls_under(visibility: pd.DataFrame, p: float) -> float | None:
     if first == len(visibility) or visibility["reads"].to_numpy()[first:].sum() < 3 / p:
         return None
     return float(visibility["t_ms"].iloc[first])
+
+
+def pooled(curves: list[pd.DataFrame]) -> pd.DataFrame:
+    """Curves over the same intervals (repeats of one configuration) as one: their reads and
+    stale reads added up, the probability of the sums."""
+    total = pd.concat(curves).groupby(["t_ms", "t_end_ms"], as_index=False)[["reads", "stale"]]
+    summed = total.sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        summed["probability"] = summed["stale"] / summed["reads"]
+    return summed

@@ -335,6 +335,7 @@ def test_quick_run_runs_the_cells_asked_for(quick_run):
         directory = quick_run / "histories" / f"{run.cache}-{run.scenario}-r1"
         assert list(directory.glob("history-*.csv"))
         assert (directory / "final-reads.csv").is_file()
+        assert (directory / "visibility.csv").is_file()
 
 
 @needs_every_server

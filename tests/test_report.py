@@ -8,7 +8,8 @@ import pytest
 from summaries import matrix_summary, run_row
 
 from reports.cells import cells
-from reports.report import verdict, write_report
+from reports.report import MIN_VISIBILITY_READS, verdict, write_report
+from reports.visibility import VISIBILITY_FILE
 
 
 @pytest.fixture
@@ -212,6 +213,32 @@ def test_the_strategies_table_and_the_race_window_sweep(tmp_path):
     assert "the work time is the window" in sweep
     assert (tmp_path / "charts" / "stale_vs_work.png").stat().st_size > 0
     assert page.read_text().count("data:image/png;base64,") == 4
+
+
+def test_the_strategies_report_draws_each_configuration_s_pooled_visibility(tmp_path):
+    summary = strategies_summary()
+    summary["history"] = [f"histories/run-{i}" for i in range(len(summary))]
+    for run in summary.itertuples():
+        # Each repeat 10 of its reads stale at 1–2 ms; one sparse interval, left out.
+        stale = 10 if run.invalidation == "delete" else 0
+        curve = pd.DataFrame({"t_ms": [0.0, 1.0, 2.0], "t_end_ms": [1.0, 2.0, math.inf],
+                              "reads": [100, 100, MIN_VISIBILITY_READS - 1],
+                              "stale": [0, stale, 0]})  # fmt: skip
+        curve["probability"] = curve["stale"] / curve["reads"]
+        (tmp_path / run.history).mkdir(parents=True)
+        curve.to_csv(tmp_path / run.history / VISIBILITY_FILE, index=False)
+    options = {
+        **METADATA["options"],
+        "work_ms": [10, 50],
+        "work_phase": "after-read",
+        "invalidations": ["delete", "lease", "versioned"],
+        "caches": ["none", "redis"],
+    }
+    markdown, page = write_report(tmp_path, summary, {**METADATA, "options": options}, {}, [])
+    section = markdown.read_text().split("## How long until a write is visible")[1]
+    assert f"fewer than {MIN_VISIBILITY_READS} reads left out" in section
+    assert (tmp_path / "charts" / "visibility.png").stat().st_size > 0
+    assert page.read_text().count("data:image/png;base64,") == 5
 
 
 def test_without_strategies_the_report_has_no_strategies_section(summary, tmp_path):

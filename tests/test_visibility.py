@@ -9,7 +9,13 @@ from test_checker_properties import register_histories
 
 from reports.checker import classify_reads
 from reports.figures import figures
-from reports.visibility import EDGES_MS, falls_under, visibility_curve, visibility_figures
+from reports.visibility import (
+    EDGES_MS,
+    falls_under,
+    pooled,
+    visibility_curve,
+    visibility_figures,
+)
 
 MS = 1_000_000
 
@@ -135,3 +141,13 @@ def test_every_stale_read_is_in_the_curve_and_only_judged_reads_are(case):
     curve = visibility_curve(h)
     assert curve["stale"].sum() == (verdicts == "stale").sum() == 0
     assert curve["reads"].sum() <= verdicts.isin(["ok", "stale"]).sum()
+
+
+def test_repeats_pool_their_reads_and_stale_reads_per_interval():
+    one = pd.DataFrame({"t_ms": [0.0, 5.0], "t_end_ms": [5.0, np.inf], "reads": [10, 0],
+                        "stale": [1, 0], "probability": [0.1, np.nan]})  # fmt: skip
+    two = one.assign(reads=[30, 4], stale=[1, 2], probability=[1 / 30, 0.5])
+    both = pooled([one, two])
+    assert list(both["reads"]) == [40, 4]
+    assert list(both["stale"]) == [2, 2]
+    assert list(both["probability"]) == [0.05, 0.5]
