@@ -1052,12 +1052,21 @@ def options_record(options: Options) -> dict:
     return record
 
 
+def save_metadata(options: Options, started: str, **outcome: object) -> dict:
+    """Write metadata.json into options.out: the machine, versions and options (collect),
+    when the run started and finished, and `outcome` (what was run, skipped, failed);
+    returns it."""
+    metadata = collect(options.out.name, options_record(options))
+    metadata.update(started=started, finished=time.strftime("%Y-%m-%d %H:%M:%S %Z"), **outcome)
+    (options.out / "metadata.json").write_text(json.dumps(metadata, indent=2, default=str))
+    return metadata
+
+
 def save(result: MatrixResult, options: Options, started: str) -> dict:
     """Write summary.csv, metadata.json and the report into options.out; returns metadata."""
-    metadata = collect(options.out.name, options_record(options))
-    metadata.update(
-        started=started,
-        finished=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    metadata = save_metadata(
+        options,
+        started,
         interrupted=result.interrupted,
         skipped=result.skipped,
         not_applicable=result.not_applicable,
@@ -1065,6 +1074,5 @@ def save(result: MatrixResult, options: Options, started: str) -> dict:
         runs=len(result.summary),
     )
     result.summary.to_csv(options.out / "summary.csv", index=False)
-    (options.out / "metadata.json").write_text(json.dumps(metadata, indent=2, default=str))
     write_report(options.out, result.summary, metadata, result.skipped, result.failures)
     return metadata

@@ -7,9 +7,7 @@ run is the matrix's own (run_fitted: a fresh service, Locust, the checker); repo
 judges them and writes the report.
 """
 
-import json
 import math
-import time
 from argparse import ArgumentTypeError
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
@@ -25,11 +23,10 @@ from cachebench.matrix import (
     Run,
     attempt,
     cache_servers,
-    options_record,
     plan,
     run_fitted,
+    save_metadata,
 )
-from cachebench.metadata import collect
 from reports.sweep import COLUMNS, FAIL, PASS, rate_verdict, run_verdict, write_sweep_report
 
 AUTO = "auto"
@@ -200,10 +197,9 @@ def sweep_run(
 
 def save_sweep(result: SweepResult, options: Options, search: Search, started: str) -> dict:
     """Write sweep.csv, metadata.json and the report into options.out; returns metadata."""
-    metadata = collect(options.out.name, options_record(options))
-    metadata.update(
-        started=started,
-        finished=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    metadata = save_metadata(
+        options,
+        started,
         interrupted=result.interrupted,
         skipped=result.skipped,
         failures=result.failures,
@@ -212,6 +208,5 @@ def save_sweep(result: SweepResult, options: Options, search: Search, started: s
     )
     table = result.table
     table.to_csv(options.out / "sweep.csv", index=False)
-    (options.out / "metadata.json").write_text(json.dumps(metadata, indent=2, default=str))
     write_sweep_report(options.out, table, metadata)
     return metadata
