@@ -4,7 +4,9 @@ import logging
 import shutil
 import signal
 import stat
+import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import requests
@@ -207,9 +209,23 @@ def stalled(process):
     nothing, as a server swapping or stuck would."""
     process.send_signal(signal.SIGSTOP)
     try:
+        # A signal is delivered asynchronously: a thread of a multi-threaded server (memcached)
+        # may still answer one request after kill() returned. Stopped is when every one is.
+        while not all(thread_state(task) == "T" for task in tasks(process.pid)):
+            time.sleep(0.001)
         yield
     finally:
         process.send_signal(signal.SIGCONT)
+
+
+def tasks(pid):
+    """The threads of process `pid`, as their /proc directories."""
+    return list(Path(f"/proc/{pid}/task").iterdir())
+
+
+def thread_state(task):
+    """The state letter of a thread (T: stopped)."""
+    return (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
 def server_app(make_app, stoppable_server, backend, **settings):
