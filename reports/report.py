@@ -195,9 +195,8 @@ def charts(cell_table: pd.DataFrame, directory: Path, order: Sequence[str] = ())
     ax.legend()
     paths.append(_save(fig, directory / "throughput.png"))
 
-    fig = Figure(figsize=(4 * len(scenarios), 4))
-    axes = fig.subplots(1, len(scenarios), squeeze=False)
-    for ax, scenario in zip(axes[0], scenarios, strict=True):
+    fig, panels = scenario_panels(scenarios, width=4)
+    for ax, scenario in panels:
         sub = cell_table[cell_table["scenario"] == scenario].set_index("cache")
         names = [c for c in caches if c in sub.index]
         for j, p in enumerate(("p50", "p95", "p99")):
@@ -206,7 +205,7 @@ def charts(cell_table: pd.DataFrame, directory: Path, order: Sequence[str] = ())
         ax.set_xticks([x + 0.27 for x in range(len(names))], names)
         ax.set_title(f"Latency of every operation, {scenario}")
         ax.set_ylabel("ms (median over repeats)")
-    axes[0][0].legend()
+    panels[0][0].legend()
     paths.append(_save(fig, directory / "latency.png"))
 
     fig = Figure(figsize=(6, 4))
@@ -262,9 +261,8 @@ def curve_chart(sized: pd.DataFrame, path: Path) -> Path:
     """Hit rate against capacity ÷ keyspace: a line per configuration and policy, and the
     theory's (Che's LRU dashed, top-C dotted) per keyspace."""
     scenarios = list(dict.fromkeys(sized["scenario"]))
-    fig = Figure(figsize=(6 * len(scenarios), 4))
-    axes = fig.subplots(1, len(scenarios), squeeze=False)
-    for ax, scenario in zip(axes[0], scenarios, strict=True):
+    fig, panels = scenario_panels(scenarios)
+    for ax, scenario in panels:
         cells_of = sized[sized["scenario"] == scenario]
         for line, points in cells_of.groupby("line", sort=False):
             ax.plot(points["capacity_share"], points["hit_rate"], marker="o", label=line)
@@ -361,9 +359,8 @@ def dose_response_chart(sweep: pd.DataFrame, path: Path) -> Path:
     """The stale-read rate against the work time (the race window), a line per
     invalidation strategy, a panel per scenario."""
     scenarios = list(dict.fromkeys(sweep["scenario"]))
-    fig = Figure(figsize=(6 * len(scenarios), 4))
-    axes = fig.subplots(1, len(scenarios), squeeze=False)
-    for ax, scenario in zip(axes[0], scenarios, strict=True):
+    fig, panels = scenario_panels(scenarios)
+    for ax, scenario in panels:
         lines = sweep[sweep["scenario"] == scenario].groupby("line", sort=False)
         # Markers and dashes of their own: lines at 0 (lease, versioned) lie on each other.
         for (line, points), marker, dashes in zip(lines, "osD^vP*X", ("-", "--", ":", "-.") * 2,
@@ -453,9 +450,8 @@ def visibility_curves(summary: pd.DataFrame, out: Path) -> dict[tuple[str, str],
 def visibility_chart(curves: dict[tuple[str, str], pd.DataFrame], path: Path) -> Path:
     """The t-visibility curves, a line per configuration, a panel per scenario."""
     scenarios = list(dict.fromkeys(scenario for scenario, _ in curves))
-    fig = Figure(figsize=(6 * len(scenarios), 4))
-    axes = fig.subplots(1, len(scenarios), squeeze=False)
-    for ax, scenario in zip(axes[0], scenarios, strict=True):
+    fig, panels = scenario_panels(scenarios)
+    for ax, scenario in panels:
         for (of, cache), curve in curves.items():
             drawn = curve[curve["reads"] >= MIN_VISIBILITY_READS]
             if of == scenario and not drawn.empty:
@@ -604,6 +600,14 @@ def soak_sections(
         f"medians differ by more than {DRIFT_NOISE_FACTOR:g}× their spread and "
         f"{DRIFT_SHARE:.0%}. The first repeat of each configuration is drawn.",
     ], pd.DataFrame(table), images)]  # fmt: skip
+
+
+def scenario_panels(scenarios: Sequence[str], width: float = 6) -> tuple[Figure, list]:
+    """A figure of one panel per scenario, side by side, each `width` inches wide: the
+    figure and its (axes, scenario) pairs."""
+    fig = Figure(figsize=(width * len(scenarios), 4))
+    axes = fig.subplots(1, len(scenarios), squeeze=False)
+    return fig, list(zip(axes[0], scenarios, strict=True))
 
 
 def _half_width(e: Estimate) -> float:
