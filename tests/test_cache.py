@@ -6,10 +6,10 @@ import signal
 import stat
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 import requests
+from proc import state, threads
 from pymemcache.exceptions import MemcacheServerError
 from raw_cache import full_key, raw_cache
 
@@ -211,21 +211,11 @@ def stalled(process):
     try:
         # A signal is delivered asynchronously: a thread of a multi-threaded server (memcached)
         # may still answer one request after kill() returned. Stopped is when every one is.
-        while not all(thread_state(task) == "T" for task in tasks(process.pid)):
+        while not all(state(thread) == "T" for thread in threads(process.pid)):
             time.sleep(0.001)
         yield
     finally:
         process.send_signal(signal.SIGCONT)
-
-
-def tasks(pid):
-    """The threads of process `pid`, as their /proc directories."""
-    return list(Path(f"/proc/{pid}/task").iterdir())
-
-
-def thread_state(task):
-    """The state letter of a thread (T: stopped)."""
-    return (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
 def server_app(make_app, stoppable_server, backend, **settings):

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import redis
+from proc import state
 from summaries import run_row
 from test_matrix import CACHEBENCH, Told, cachebench, processes_of
 
@@ -395,11 +396,3 @@ def test_a_matrix_stopped_during_a_stall_continues_the_server_and_stops_everythi
     assert "interrupted: kept the 1 finished runs" in errors.read_text()
     assert processes_of(out) == []
     assert state(stalled[0]) is None
-
-
-def state(pid: int) -> str | None:
-    """The state letter of process `pid` (T: stopped), None if it is gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
