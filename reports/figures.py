@@ -7,7 +7,7 @@ reads.
 """
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +98,10 @@ def figures_and_visibility(
     stale = read_in_window & (judged.verdict == VERDICTS.index("stale"))
     staleness_ms = judged.staleness_ns[stale] / 1e6
     cache = history["cache"]
+    send_lag_ms = (t_invoke - t_intended)[in_window] / 1e6
+    # A closed loop sends each operation when it is due: no lag, and latencies from when it
+    # was due are those from when it was sent, not computed twice.
+    sent_when_due = not send_lag_ms.any()
 
     visibility = curve(judge, judged, read_in_window)
     result: Figures = {
@@ -108,7 +112,7 @@ def figures_and_visibility(
         "duration_s": duration_ns / 1e9 if duration_ns else None,
         "throughput_rps": n_ops / (duration_ns / 1e9) if duration_ns else None,
         "offered_rps": offered / (duration_ns / 1e9) if duration_ns else None,
-        "send_lag_p99_ms": _percentile((t_invoke - t_intended)[in_window] / 1e6, 99),
+        "send_lag_p99_ms": _percentiles(send_lag_ms, [99])[0],
         "hit_rate": _hit_rate(cache, answered & is_get),
         "judged_reads": judged_reads,
         "stale_reads": int(verdicts["stale"]),
@@ -124,7 +128,7 @@ def figures_and_visibility(
     }
     latency_ms = (t_complete[answered] - t_invoke[answered]) / 1e6
     # From when it was due: what the user of an open loop waits, the send lag included.
-    corrected_ms = (t_complete[answered] - t_intended[answered]) / 1e6
+    corrected_ms = latency_ms if sent_when_due else (t_complete - t_intended)[answered] / 1e6
     is_get = is_get[answered]
     groups = {
         "all": np.ones(len(latency_ms), dtype=bool),
@@ -134,8 +138,12 @@ def figures_and_visibility(
         "put": (op == "put").to_numpy(bool)[answered],
     }
     for group, members in groups.items():
-        result.update(_percentiles(group, latency_ms[members]))
-        result.update(_percentiles(f"{group}_corrected", corrected_ms[members]))
+        latency = _percentiles(latency_ms[members])
+        corrected = latency if sent_when_due else _percentiles(corrected_ms[members])
+        for name, values in ((group, latency), (f"{group}_corrected", corrected)):
+            result.update(
+                {f"{name}_{p}_ms": value for p, value in zip(PERCENTILES, values, strict=True)}
+            )
     return result, visibility
 
 
@@ -235,16 +243,14 @@ def _counts(codes: np.ndarray, names: tuple[str, ...]) -> dict[str, int]:
     return dict(zip(names, np.bincount(codes, minlength=len(names)).tolist(), strict=True))
 
 
-def _percentile(values: np.ndarray, percentile: float) -> float | None:
-    return float(np.percentile(values, percentile)) if len(values) else None
-
-
-def _percentiles(group: str, latency_ms: np.ndarray) -> Figures:
-    names = [f"{group}_{name}_ms" for name in PERCENTILES]
-    if not len(latency_ms):
-        return dict.fromkeys(names)
-    values = np.percentile(latency_ms, list(PERCENTILES.values()))
-    return {name: float(value) for name, value in zip(names, values, strict=True)}
+def _percentiles(
+    samples: np.ndarray, percentiles: Sequence[float] = tuple(PERCENTILES.values())
+) -> list[float | None]:
+    """The `percentiles` of `samples`, each None without samples. `samples` is reordered: it
+    is the caller's copy, partitioned in place instead of copied once more."""
+    if not len(samples):
+        return [None] * len(percentiles)
+    return np.percentile(samples, percentiles, overwrite_input=True).tolist()
 
 
 def _hit_rate(cache: pd.Series, answered_gets: np.ndarray) -> float | None:
