@@ -23,6 +23,16 @@ def test_history_files_are_merged_in_order_of_invocation(tmp_path):
     assert h["status"].dtype == "int32"
 
 
+def test_a_name_the_writer_quoted_is_read_whole(tmp_path):
+    """Names are the client's: one may hold a comma, a quote or a newline, which the CSV
+    writer quotes."""
+    name = 'a,"b"\nc'
+    history(put(2, name, 30, 40), get(2, name, 50, 60)).to_csv(
+        tmp_path / "history-a.csv", index=False
+    )
+    assert list(read_history(tmp_path)["value"]) == [name, name]
+
+
 def test_a_history_without_intended_times_was_sent_when_due(tmp_path):
     """Histories written before t_intended_ns (or by another writer) still read, beside new
     ones: each operation of theirs was intended when it was invoked."""
