@@ -646,3 +646,32 @@ def test_ctrl_c_on_every_process_keeps_every_history(serve, locust, tmp_path):
         (path,) = history_files(directory)
         assert (history / path.name).read_bytes() == path.read_bytes()
     assert check_run(history)[0] == 0
+
+
+def test_a_random_seed_sends_the_same_operations_again(serve, locust, tmp_path):
+    host = serve(CACHE_BACKEND="simple", VIDEOS_WORK_MS=WORK_MS)
+
+    def operations(name, *args):
+        history = tmp_path / name
+        code, output = run_to_end(
+            locust,
+            *("-f", "loadtests/mixed.py"),
+            *headless(host, history, "-u", "1", "-t", "2s", *args),
+        )
+        assert code == 0, output
+        _, load = split_seeding(history)
+        load = load.sort_values("t_invoke_ns")
+        return list(zip(load["op"], load["key"], strict=True))
+
+    first = operations("first", "--random-seed", "7")
+    again = operations("again", "--random-seed", "7")
+    other = operations("other", "--random-seed", "8")
+    fresh = operations("fresh")
+    # Each run stops after its own number of operations: the shorter is where the longer began.
+    shortest = min(len(first), len(again), len(other), len(fresh))
+    assert shortest > 50, "enough operations to tell sequences apart"
+    assert first[:shortest] == again[:shortest]
+    assert other[:shortest] != first[:shortest]
+    assert fresh[:shortest] != first[:shortest]
+    assert run_file(tmp_path / "first")["random_seed"] == 7
+    assert run_file(tmp_path / "fresh")["random_seed"] is None
