@@ -7,11 +7,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from proc import wait_for
 from summaries import run_row
 
 from cachebench.cli import build_parser, options_from
@@ -498,16 +498,9 @@ def test_a_stopped_matrix_leaves_no_process_and_keeps_the_finished_runs(tmp_path
             stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while "[1/6]" not in errors.read_text():
-            assert process.poll() is None, errors.read_text()
-            assert time.monotonic() < deadline, errors.read_text()
-            time.sleep(0.2)
+        wait_for(lambda: "[1/6]" in errors.read_text(), process, errors, timeout=120)
         # Into the second run: its gunicorn and Locust are up.
-        while len(processes_of(out)) < 2:
-            assert process.poll() is None, errors.read_text()
-            assert time.monotonic() < deadline, errors.read_text()
-            time.sleep(0.1)
+        wait_for(lambda: len(processes_of(out)) >= 2, process, errors)
         process.send_signal(signum)
         assert process.wait(timeout=60) == 130, errors.read_text()
     finally:
