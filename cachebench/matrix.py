@@ -771,12 +771,13 @@ def run_one(
                 )
             with pinned(cpus.loadgen):
                 run_locust(run, options, url, run_dir, progress, hosts)
+        history = read_history(run_dir)
         if not options.host:
             with hosts.client() if hosts else nullcontext():
-                final_reads(settings, read_history(run_dir), run_dir)
+                final_reads(settings, history, run_dir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return summarize(run, options, run_dir, conditions)
+    return summarize(run, options, run_dir, conditions, history)
 
 
 def locust_command(run: Run, options: Options, url: str, run_dir: Path) -> list[str]:
@@ -898,11 +899,12 @@ def final_reads(settings: dict, history: pd.DataFrame, run_dir: Path) -> None:
     write_final_reads(run_dir, rows)
 
 
-def summarize(run: Run, options: Options, run_dir: Path, conditions: dict) -> dict:
+def summarize(
+    run: Run, options: Options, run_dir: Path, conditions: dict, history: pd.DataFrame
+) -> dict:
     """The summary row of one run: its figures, the machine's conditions as it started (see
     run_conditions), the bounds and whether it may be quoted."""
     info = json.loads((run_dir / RUN_FILE).read_text())
-    history = read_history(run_dir)
     window = run_window(run_dir, options.warmup_s, options.duration_s)
     run_figures, visibility = figures_and_visibility(
         history,
