@@ -323,6 +323,13 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
         f"{defaults.max_in_flight})",
     )
     add(
+        "--random-seed",
+        metavar="N|none",
+        help="draw every run's operations and ids from this seed, so that each repeat and "
+        "configuration is offered the same sequence; none: a fresh draw each run "
+        f"(default: {defaults.random_seed})",
+    )
+    add(
         "--affinity",
         metavar="auto|off|CPUS:CPUS",
         help=f"{HELP} (default: {defaults.affinity})",

@@ -20,7 +20,7 @@ import time
 import traceback
 from argparse import ArgumentTypeError
 from collections.abc import Callable, Mapping
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack, nullcontext, suppress
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -76,6 +76,7 @@ from locust_cachebench.options import (
     arrival_rate,
     in_flight_cap,
     keys_count,
+    random_seed,
     seed_choice,
     zipf_exponent,
 )
@@ -156,6 +157,10 @@ class Options:
     key_dist: str = "zipf"
     zipf_s: float = 1.0
     seed: str = "all"
+    # Every run draws its operations from this seed, so that repeats and configurations are
+    # offered the same sequence (the draw's own variation is not the configuration's);
+    # FRESH: a new draw each run.
+    random_seed: str = "1"
     # Each a count of entries or a share of the keyspace ("10%"); none: unbounded caches.
     capacities: tuple[str, ...] = ()
     eviction_policies: tuple[str, ...] = ()  # Redis's maxmemory-policy, with a capacity
@@ -222,6 +227,20 @@ DIMENSION_APPLIES = {
 QUICK = {"repeats": 1, "duration_s": 1.0, "warmup_s": 0.5, "work_ms": (10,)}
 
 
+# --random-seed's value for a new draw in every run.
+FRESH = "none"
+
+
+def seed_or_fresh(value: str) -> str:
+    """The runner's --random-seed: the load tests' seed, or FRESH."""
+    if value == FRESH:
+        return value
+    try:
+        return str(random_seed(value))
+    except ArgumentTypeError:
+        raise ArgumentTypeError(f"must be a whole number >= 0 or {FRESH}, not {value!r}") from None
+
+
 # The options that become the service's settings: (option's field, its flag, the setting).
 SERVICE_OPTIONS = (
     ("strategy", "--strategy", "CACHE_STRATEGY"),
@@ -242,6 +261,8 @@ LOCUST_OPTIONS = (
     ("seed", "--seed", seed_choice),
     ("arrival", "--arrival", arrival_kind),
     ("max_in_flight", "--max-in-flight", in_flight_cap),
+    ("arrival_rate", "--arrival-rate", arrival_rate),
+    ("random_seed", "--random-seed", seed_or_fresh),
 )
 
 
@@ -294,15 +315,13 @@ def validate(options: Options) -> Options:
     if options.capacities and options.host is not None:
         raise OptionsError("--capacities needs the runner's own service, not --host")
     for field_name, flag, check in LOCUST_OPTIONS:
+        value = getattr(options, field_name)
+        if value is None:  # an open loop's rate not given: the closed loop
+            continue
         try:
-            check(getattr(options, field_name))
+            check(value)
         except ArgumentTypeError as exc:
             raise OptionsError(f"{flag}: {exc}") from None
-    if options.arrival_rate is not None:
-        try:
-            arrival_rate(options.arrival_rate)
-        except ArgumentTypeError as exc:
-            raise OptionsError(f"--arrival-rate: {exc}") from None
     try:
         run_cpu_sets(options)
     except ValueError as exc:
@@ -752,12 +771,13 @@ def run_one(
                 )
             with pinned(cpus.loadgen):
                 run_locust(run, options, url, run_dir, progress, hosts)
+        history = read_history(run_dir)
         if not options.host:
             with hosts.client() if hosts else nullcontext():
-                final_reads(settings, read_history(run_dir), run_dir)
+                final_reads(settings, history, run_dir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return summarize(run, options, run_dir, conditions)
+    return summarize(run, options, run_dir, conditions, history)
 
 
 def locust_command(run: Run, options: Options, url: str, run_dir: Path) -> list[str]:
@@ -777,6 +797,7 @@ def locust_command(run: Run, options: Options, url: str, run_dir: Path) -> list[
         "--key-dist", options.key_dist,
         "--zipf-s", str(options.zipf_s),
         "--csv", str(run_dir.resolve() / "locust"),
+        *(["--random-seed", options.random_seed] if options.random_seed != FRESH else []),
         *(["--processes", str(options.processes)] if options.processes > 1 else []),
         *open_loop_options(options),
     ]  # fmt: skip
@@ -837,7 +858,9 @@ def run_locust(
                 progress.running(run, time.monotonic() - started, current_rps(run_dir))
                 if time.monotonic() > deadline:
                     raise ServerError(f"locust did not stop; see {run_dir / 'locust.log'}")
-                time.sleep(0.5)
+                # Back as soon as Locust exits: the next run need not wait for the tick.
+                with suppress(subprocess.TimeoutExpired):
+                    process.wait(0.5)
         finally:
             stop(process)
     # Completed runs: 1 is Locust's own "there were failures", 3 a failed threshold of the
@@ -878,11 +901,12 @@ def final_reads(settings: dict, history: pd.DataFrame, run_dir: Path) -> None:
     write_final_reads(run_dir, rows)
 
 
-def summarize(run: Run, options: Options, run_dir: Path, conditions: dict) -> dict:
+def summarize(
+    run: Run, options: Options, run_dir: Path, conditions: dict, history: pd.DataFrame
+) -> dict:
     """The summary row of one run: its figures, the machine's conditions as it started (see
     run_conditions), the bounds and whether it may be quoted."""
     info = json.loads((run_dir / RUN_FILE).read_text())
-    history = read_history(run_dir)
     window = run_window(run_dir, options.warmup_s, options.duration_s)
     run_figures, visibility = figures_and_visibility(
         history,

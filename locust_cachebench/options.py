@@ -100,6 +100,14 @@ def in_flight_cap(value: Any) -> int:
     return _count(value)
 
 
+def random_seed(value: Any) -> int:
+    number = _whole_number(value)
+    # _whole_number reads what is not a whole number as 0: only a 0 given is a seed of 0.
+    if number < 0 or (number == 0 and str(value) != "0"):
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, not {value!r}")
+    return number
+
+
 def key_distribution(value: Any) -> str:
     return _one_of(value, KEY_DISTRIBUTIONS)
 
@@ -160,6 +168,15 @@ def add_options(parser: "LocustArgumentParser") -> None:
         env_var="LOCUST_SEED",
         help="all: PUT every id once before measuring; none: no PUT, an id never written "
         f"reads as absent, 404 (default {DEFAULT_SEED}).",
+    )
+    option(
+        "--random-seed",
+        type=random_seed,
+        default=None,
+        env_var="LOCUST_RANDOM_SEED",
+        help="Draw the operations and ids from this seed: a test run again with it sends the "
+        "same operations in the same order (each process its own sequence). Without it, a "
+        "fresh draw each time.",
     )
     option(
         "--history-dir",
@@ -229,6 +246,7 @@ class Settings:
     arrival_rate: float | None = None
     arrival: str = DEFAULT_ARRIVAL
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    random_seed: int | None = None
 
     @classmethod
     def from_options(cls, options: argparse.Namespace | None) -> "Settings":
@@ -263,5 +281,6 @@ _CHECKS = {
     "arrival_rate": arrival_rate,
     "arrival": arrival_kind,
     "max_in_flight": in_flight_cap,
+    "random_seed": random_seed,
 }
-_OPTIONAL = {"history_dir", "max_failure_rate", "max_stale_rate", "arrival_rate"}
+_OPTIONAL = {"history_dir", "max_failure_rate", "max_stale_rate", "arrival_rate", "random_seed"}

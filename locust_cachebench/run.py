@@ -60,6 +60,12 @@ class LoadRun:
 
     def configure(self, settings: Settings) -> None:
         self.settings = settings
+        if settings.random_seed is not None:
+            # Locust picks each user's next task with the random module, and the run draws
+            # ids (and an open loop's arrivals) from self.rng: seeding both makes the test's
+            # sequence of operations the same each time. Each process draws its own sequence.
+            random.seed(f"{settings.random_seed}/{self.process_index}/tasks")
+            self.rng.seed(f"{settings.random_seed}/{self.process_index}/ids")
         self.choose_key: KeyChooser = key_chooser(
             settings.key_dist, settings.keys, settings.zipf_s, self.rng
         )
@@ -71,6 +77,11 @@ class LoadRun:
     @property
     def is_master(self) -> bool:
         return isinstance(self.environment.runner, MasterRunner)
+
+    @property
+    def process_index(self) -> int:
+        """This process's place among the load generators: a worker's index, else 0."""
+        return max(getattr(self.environment.runner, "worker_index", 0), 0)
 
     @property
     def open_loop(self) -> bool:
@@ -108,8 +119,12 @@ class LoadRun:
 
     def private_id(self) -> int:
         """An id no other user of any process touches (the tutorial's own video)."""
-        index = max(getattr(self.environment.runner, "worker_index", 0), 0)
-        return self.settings.keys + 1 + index * PRIVATE_IDS_PER_PROCESS + next(self._private_ids)
+        return (
+            self.settings.keys
+            + 1
+            + self.process_index * PRIVATE_IDS_PER_PROCESS
+            + next(self._private_ids)
+        )
 
     # The history file and what the processes measured.
 

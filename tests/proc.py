@@ -1,6 +1,12 @@
-"""What Linux's /proc says of the processes a test started."""
+"""What Linux's /proc says of the processes a test started, and waiting on them."""
 
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def state(pid: int) -> str | None:
@@ -14,3 +20,20 @@ def state(pid: int) -> str | None:
 def threads(pid: int) -> list[int]:
     """The thread ids of process `pid`."""
     return [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()]
+
+
+def wait_for(
+    condition: Callable[[], T],
+    process: subprocess.Popen,
+    output: Path,
+    timeout: float = 60,
+    every: float = 0.05,
+) -> T:
+    """Wait until `condition()` holds and return what it gave, failing with `output` if
+    `process` exits or nothing happens in time."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert process.poll() is None, output.read_text()
+        assert time.monotonic() < deadline, output.read_text()
+        time.sleep(every)
+    return value

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import redis
-from proc import state
+from proc import state, wait_for
 from summaries import run_row
 from test_matrix import CACHEBENCH, Told, cachebench, processes_of
 
@@ -381,13 +381,14 @@ def test_a_matrix_stopped_during_a_stall_continues_the_server_and_stops_everythi
             env=own_servers("redis"),
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
         # The run's own Redis, stopped (redis-server overwrites its environment with its
         # title: processes_of does not find it).
-        while not (stalled := [pid for pid in children(process.pid) if state(pid) == "T"]):
-            assert process.poll() is None, errors.read_text()
-            assert time.monotonic() < deadline, errors.read_text()
-            time.sleep(0.05)
+        stalled = wait_for(
+            lambda: [pid for pid in children(process.pid) if state(pid) == "T"],
+            process,
+            errors,
+            timeout=120,
+        )
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 130, errors.read_text()
     finally:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from proc import wait_for
 
 from cachebench.processes import free_port, stop
 from reports.figures import check
@@ -284,12 +285,8 @@ def test_ctrl_c_keeps_every_operation(serve, locust, tmp_path):
             "1",
         ),
     )
-    deadline = time.monotonic() + 60
     # Locust's periodic stats table gets a /videos/[id] row once requests were answered.
-    while "/videos/[id]" not in output.read_text():
-        assert process.poll() is None, output.read_text()
-        assert time.monotonic() < deadline, output.read_text()
-        time.sleep(0.1)
+    wait_for(lambda: "/videos/[id]" in output.read_text(), process, output)
     os.killpg(process.pid, signal.SIGINT)  # as a terminal sends it: to the whole group
     assert process.wait(timeout=60) == 0, output.read_text()
 
@@ -350,11 +347,7 @@ def run_with_a_pause(locust, url, history, *args):
     process, output = locust(
         *("-f", "loadtests/read_heavy.py"), *headless(url, history, "-t", "4s", *args)
     )
-    deadline = time.monotonic() + 60
-    while "Seeded" not in output.read_text():
-        assert process.poll() is None, output.read_text()
-        assert time.monotonic() < deadline, output.read_text()
-        time.sleep(0.05)
+    wait_for(lambda: "Seeded" in output.read_text(), process, output)
     time.sleep(0.5)  # under load first
     os.killpg(group, signal.SIGSTOP)
     try:
@@ -485,15 +478,6 @@ def test_a_master_started_elsewhere_listens_on_loopback_only(locust, tmp_path):
         assert time.monotonic() < deadline, output.read_text()
         time.sleep(0.1)
     assert {ip for ip, _ in listening} == {"127.0.0.1"}, listening
-
-
-def wait_for(condition, process, output, timeout=60):
-    """Wait until `condition()` holds, failing if `process` exits or nothing happens in time."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert process.poll() is None, output.read_text()
-        assert time.monotonic() < deadline, output.read_text()
-        time.sleep(0.05)
 
 
 def completed_rows(path):
@@ -646,3 +630,32 @@ def test_ctrl_c_on_every_process_keeps_every_history(serve, locust, tmp_path):
         (path,) = history_files(directory)
         assert (history / path.name).read_bytes() == path.read_bytes()
     assert check_run(history)[0] == 0
+
+
+def test_a_random_seed_sends_the_same_operations_again(serve, locust, tmp_path):
+    host = serve(CACHE_BACKEND="simple", VIDEOS_WORK_MS=WORK_MS)
+
+    def operations(name, *args):
+        history = tmp_path / name
+        code, output = run_to_end(
+            locust,
+            *("-f", "loadtests/mixed.py"),
+            *headless(host, history, "-u", "1", "-t", "2s", *args),
+        )
+        assert code == 0, output
+        _, load = split_seeding(history)
+        load = load.sort_values("t_invoke_ns")
+        return list(zip(load["op"], load["key"], strict=True))
+
+    first = operations("first", "--random-seed", "7")
+    again = operations("again", "--random-seed", "7")
+    other = operations("other", "--random-seed", "8")
+    fresh = operations("fresh")
+    # Each run stops after its own number of operations: the shorter is where the longer began.
+    shortest = min(len(first), len(again), len(other), len(fresh))
+    assert shortest > 50, "enough operations to tell sequences apart"
+    assert first[:shortest] == again[:shortest]
+    assert other[:shortest] != first[:shortest]
+    assert fresh[:shortest] != first[:shortest]
+    assert run_file(tmp_path / "first")["random_seed"] == 7
+    assert run_file(tmp_path / "fresh")["random_seed"] is None

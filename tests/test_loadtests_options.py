@@ -16,6 +16,7 @@ from locust_cachebench.options import (
     in_flight_cap,
     key_distribution,
     keys_count,
+    random_seed,
     rate,
     zipf_exponent,
 )
@@ -41,6 +42,9 @@ from locust_cachebench.options import (
         (arrival_kind, "constant", "constant"),
         (in_flight_cap, "1", 1),
         (in_flight_cap, 256, 256),
+        (random_seed, "0", 0),
+        (random_seed, 0, 0),
+        (random_seed, "42", 42),
     ],
 )
 def test_good_values(check, value, expected):
@@ -76,6 +80,10 @@ def test_good_values(check, value, expected):
         (in_flight_cap, "0"),
         (in_flight_cap, "2.5"),
         (in_flight_cap, True),
+        (random_seed, "-1"),
+        (random_seed, "2.5"),
+        (random_seed, "lucky"),
+        (random_seed, True),
     ],
 )
 def test_bad_values_say_what_is_accepted(check, value):
@@ -106,8 +114,9 @@ def test_the_open_loop_settings():
     settings = Settings.from_options(options)
     assert settings.arrival_rate == 50.0
     assert (settings.arrival, settings.max_in_flight) == ("constant", 4)
-    # The web UI's form leaves the rate empty for the closed loop.
+    # The web UI's form leaves an option without a default empty: the closed loop, no seed.
     assert Settings.from_options(argparse.Namespace(arrival_rate="")).arrival_rate is None
+    assert Settings.from_options(argparse.Namespace(random_seed="")).random_seed is None
     with pytest.raises(SettingsError, match=r"^--max-in-flight: must be a whole number >= 1"):
         Settings.from_options(argparse.Namespace(max_in_flight=0))
 

@@ -7,11 +7,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from proc import wait_for
 from summaries import run_row
 
 from cachebench.cli import build_parser, options_from
@@ -70,6 +70,7 @@ def test_a_remote_target_is_refused_unless_allowed(url):
         ({"duration_s": 1e308}, "must be at most 604,800 s"),
         ({"keys": (1_000_001,)}, "--keys: must be a whole number <= 1000000, not 1000001"),
         ({"clock_skew_ms": -1.0}, "--clock-skew-ms must be a number of milliseconds >= 0"),
+        ({"random_seed": "lucky"}, "--random-seed: must be a whole number >= 0 or none"),
     ],
 )
 def test_bad_options_say_what_to_change(changes, says):
@@ -387,6 +388,11 @@ def test_quick_run_samples_each_run_s_resources(quick_run):
     metadata = json.loads((quick_run / "metadata.json").read_text())
     assert metadata["options"]["repeats"] == 1
     assert metadata["options"]["keys"] == [20]
+    # Every run was offered the operations of the same seed.
+    assert metadata["options"]["random_seed"] == "1"
+    for cache in CACHE_BACKENDS:
+        run_record = quick_run / "histories" / f"{cache}-read_heavy-r1" / "locust-run.json"
+        assert json.loads(run_record.read_text())["random_seed"] == 1, cache
     assert metadata["machine"]["cpu_count"] == os.cpu_count()
     assert metadata["versions"]["locust"] != "not installed"
     # The commit (12 hex digits, "-dirty" with uncommitted changes), or the wording for none.
@@ -492,16 +498,9 @@ def test_a_stopped_matrix_leaves_no_process_and_keeps_the_finished_runs(tmp_path
             stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while "[1/6]" not in errors.read_text():
-            assert process.poll() is None, errors.read_text()
-            assert time.monotonic() < deadline, errors.read_text()
-            time.sleep(0.2)
+        wait_for(lambda: "[1/6]" in errors.read_text(), process, errors, timeout=120)
         # Into the second run: its gunicorn and Locust are up.
-        while len(processes_of(out)) < 2:
-            assert process.poll() is None, errors.read_text()
-            assert time.monotonic() < deadline, errors.read_text()
-            time.sleep(0.1)
+        wait_for(lambda: len(processes_of(out)) >= 2, process, errors)
         process.send_signal(signum)
         assert process.wait(timeout=60) == 130, errors.read_text()
     finally:
