@@ -16,24 +16,20 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
-from cachebench.affinity import HELP
-from cachebench.capacity import DEFAULT_REDIS_POLICY, REDIS_POLICIES
-from cachebench.faults import KINDS
-from cachebench.processes import RUN_MARKER
 from cachebench.scenarios import scenarios
-from cachebench.topology import DEFAULT_LOADGEN_HOSTS, DEFAULT_SERVICE_HOSTS, SINGLE, TOPOLOGIES
 from locust_cachebench.keys import KEY_DISTRIBUTIONS
 from locust_cachebench.options import ARRIVALS, SEED_CHOICES, arrival_rate
 from reports.figures import check, format_figures
 from reports.history import HistoryError
 from reports.history_format import FILE_PATTERN, FINAL_READS_FILE
-from service.settings import CACHE_BACKENDS, CACHE_STRATEGIES, FILLS, INVALIDATIONS, WORK_PHASES
 
 if TYPE_CHECKING:
     from cachebench.matrix import Options, Run
 
 # The matrix runner (cachebench.matrix) and the comparison bring matplotlib and scipy, a
-# second or more of start-up: only `run` and `compare` import them, when they are used.
+# second or more of start-up: only `run` and `compare` import them, when they are used. So
+# do `run` and `sweep` the modules that import the service (Flask, Redis, psycopg: half a
+# second more), which `check` does not need.
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -133,7 +129,11 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_run_options(run: argparse.ArgumentParser) -> None:
+    from cachebench.capacity import DEFAULT_REDIS_POLICY, REDIS_POLICIES
+    from cachebench.faults import KINDS
     from cachebench.matrix import QUICK, Options
+    from cachebench.topology import DEFAULT_LOADGEN_HOSTS, DEFAULT_SERVICE_HOSTS, TOPOLOGIES
+    from service.settings import CACHE_BACKENDS, CACHE_STRATEGIES, FILLS, INVALIDATIONS, WORK_PHASES
 
     defaults = Options()
     add = run.add_argument
@@ -299,6 +299,7 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
 
 def add_load_options(parser: argparse.ArgumentParser) -> None:
     """How the load is offered and where each side runs: `run`'s and `sweep`'s."""
+    from cachebench.affinity import HELP
     from cachebench.matrix import Options
 
     defaults = Options()
@@ -373,6 +374,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         unstable_cells,
         validate,
     )
+    from cachebench.processes import RUN_MARKER
 
     # What a run writes is its user's, as the service's files are: --out and the directories
     # made in it 0700, every file 0600, those of gunicorn and Locust too (they inherit it).
@@ -462,6 +464,7 @@ def _add_sweep_options(sweep: argparse.ArgumentParser) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from cachebench.matrix import OptionsError, prepare_out, validate
+    from cachebench.processes import RUN_MARKER
     from cachebench.sweep import (
         DEFAULT_SLO_P99_MS,
         QUICK_SEARCH,
@@ -470,6 +473,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         run_sweep,
         save_sweep,
     )
+    from cachebench.topology import SINGLE
 
     os.umask(0o077)  # as cmd_run: the user's own
     try:

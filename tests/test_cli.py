@@ -1,6 +1,8 @@
 """`cachebench check`, called through main() as the console script calls it."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 from histories import get, history, put
@@ -22,6 +24,15 @@ def run_dir(tmp_path):
         get(2, "B", 30 * MS, 31 * MS),
     ).to_csv(tmp_path / "history-1.csv", index=False)
     return tmp_path
+
+
+def test_check_starts_without_the_runner_or_the_service():
+    """The command's start imports neither the matrix runner (matplotlib, scipy) nor the
+    service (Flask, Redis, psycopg): `check` needs none of them."""
+    heavy = "{'matplotlib', 'scipy', 'flask', 'redis', 'psycopg'}"
+    code = f"import sys, cachebench.cli; print(sorted({heavy} & set(sys.modules)))"
+    started = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert started.stdout.strip() == "[]", started.stderr
 
 
 def test_check_prints_a_table_of_the_figures(run_dir, capsys):
