@@ -265,6 +265,8 @@ def _to_frame(tables: list[pa.Table], source: object) -> pd.DataFrame:
     for name in table.column_names:
         if name == "op":
             column = pd.Categorical.from_codes(ops, categories=OPS)
+        elif name == "t_invoke_ns":
+            column = t_invoke  # converted above: not twice
         elif DTYPES[name] == "string":
             # Combined: the parser's chunks would keep every block of the file's text alive.
             strings = table.column(name).combine_chunks(memory_pool=_memory_pool())
