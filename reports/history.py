@@ -268,9 +268,8 @@ def _to_frame(tables: list[pa.Table], source: object) -> pd.DataFrame:
         elif name == "t_invoke_ns":
             column = t_invoke  # converted above: not twice
         elif DTYPES[name] == "string":
-            # Combined: the parser's chunks would keep every block of the file's text alive.
-            strings = table.column(name).combine_chunks(memory_pool=_memory_pool())
-            column = pd.array(strings, dtype=pd.StringDtype("pyarrow"))
+            # Each of the parser's chunks holds its own names only: kept, not copied into one.
+            column = pd.array(table.column(name), dtype=pd.StringDtype("pyarrow"))
         else:
             column = table.column(name).to_pandas(memory_pool=_memory_pool()).array
         columns[name] = column if order is None else column.take(order)
