@@ -22,7 +22,7 @@ def history(request):
 
 def test_figures(benchmark, history):
     benchmark.extra_info.update(ops=len(history), keys=KEYS)
-    # A 1M-operation check takes about a second: a few rounds are enough for a median.
+    # A 1M-operation check takes about half a second: a few rounds are enough for a median.
     result = benchmark.pedantic(figures, args=(history,), rounds=3, iterations=1)
     assert result["ops"] == len(history)
     assert result["stale_reads"] == (history["expected"] == "stale").sum()
