@@ -28,9 +28,11 @@ Probe = Callable[[], dict[str, float]]
 
 
 def process_memory() -> dict[str, float]:
-    """The resident memory of the run's gunicorn workers (summed) and of Locust with its
-    workers, found among this process's children by their command line."""
-    gunicorn_rss, workers, locust_rss = 0, 0, 0
+    """The resident memory of the run's gunicorn workers (summed, and the largest: one
+    worker's leak is all of the largest's growth, a share of the sum's) and of Locust with
+    its workers, found among this process's children by their command line."""
+    worker_rss: list[int] = []
+    locust_rss = 0
     for child in psutil.Process().children():
         with suppress(psutil.Error):
             command = " ".join(child.cmdline())
@@ -38,15 +40,18 @@ def process_memory() -> dict[str, float]:
                 # The master only forks and watches; the workers hold the app and its data.
                 for worker in child.children():
                     with suppress(psutil.Error):
-                        gunicorn_rss += worker.memory_info().rss
-                        workers += 1
+                        worker_rss.append(worker.memory_info().rss)
             elif "locust" in command:
                 for process in [child, *child.children(recursive=True)]:
                     with suppress(psutil.Error):
                         locust_rss += process.memory_info().rss
     row: dict[str, float] = {}
-    if workers:
-        row.update(gunicorn_rss_bytes=gunicorn_rss, gunicorn_workers=workers)
+    if worker_rss:
+        row.update(
+            gunicorn_rss_bytes=sum(worker_rss),
+            gunicorn_worker_rss_max_bytes=max(worker_rss),
+            gunicorn_workers=len(worker_rss),
+        )
     if locust_rss:
         row["locust_rss_bytes"] = locust_rss
     return row

@@ -24,6 +24,7 @@ RESOURCES_FILE = "resources.csv"
 RESOURCE_COLUMNS = (
     "t_ns",
     "gunicorn_rss_bytes",  # every worker's resident memory, summed
+    "gunicorn_worker_rss_max_bytes",  # the largest worker's
     "gunicorn_workers",
     "locust_rss_bytes",  # Locust's processes, summed
     "cache_used_bytes",  # Redis used_memory, memcached bytes
@@ -132,7 +133,11 @@ def resource_chart(
         ax.plot(series["t_s"], series[column], marker=".")
         ax.set_ylabel(label)
     panels = (
-        (("gunicorn_rss_bytes", "locust_rss_bytes"), "RSS MB", 1e6),
+        (
+            ("gunicorn_rss_bytes", "gunicorn_worker_rss_max_bytes", "locust_rss_bytes"),
+            "RSS MB",
+            1e6,
+        ),
         (("cache_keys", "fs_entries"), "keys / entries", 1),
         (("cache_used_bytes", "fs_bytes", "store_bytes"), "MB", 1e6),
     )

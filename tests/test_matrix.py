@@ -375,6 +375,9 @@ def test_quick_run_samples_each_run_s_resources(quick_run):
         resources = read_resources(quick_run / "histories" / f"{cache}-read_heavy-r1")
         assert resources is not None, cache
         assert (resources["gunicorn_rss_bytes"] > 0).any(), cache
+        largest = resources["gunicorn_worker_rss_max_bytes"]
+        assert (largest > 0).any(), cache
+        assert (largest <= resources["gunicorn_rss_bytes"]).all(), cache
         assert (resources["gunicorn_workers"] == Options().workers).any(), cache
         assert (resources["locust_rss_bytes"] > 0).any(), cache
         assert (resources["store_bytes"] > 0).any(), cache

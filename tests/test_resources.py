@@ -41,12 +41,14 @@ def test_leaks_names_the_growing_resources():
     resources = pd.DataFrame({
         "t_ns": np.arange(N) * 1e9,
         "gunicorn_rss_bytes": np.full(N, 9e7),
+        # One worker growing while the sum stays within the noise.
+        "gunicorn_worker_rss_max_bytes": RAMP * 4e5,
         "gunicorn_workers": RAMP,  # a count, not a resource
         "cache_keys": RAMP,
         "cache_used_bytes": RAMP * 1000,
         "store_bytes": np.nan,
     })  # fmt: skip
-    assert leaks(resources) == ["cache_used_bytes", "cache_keys"]
+    assert leaks(resources) == ["gunicorn_worker_rss_max_bytes", "cache_used_bytes", "cache_keys"]
     assert leaks(None) == []
 
 
