@@ -2,7 +2,8 @@
 
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -37,3 +38,25 @@ def wait_for(
         assert time.monotonic() < deadline, output.read_text()
         time.sleep(every)
     return value
+
+
+@contextmanager
+def spawned(command: list[str], output: Path, **popen) -> Iterator[subprocess.Popen]:
+    """`command` in a session of its own, its standard error into `output`; killed if the
+    block leaves it running."""
+    with output.open("w") as stderr:
+        process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True, **popen
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def interrupted(process: subprocess.Popen, signum: int, output: Path) -> None:
+    """Stop a runner with `signum` (Ctrl-C's SIGINT, or SIGTERM), and see it exit as an
+    interrupted run does, with 130."""
+    process.send_signal(signum)
+    assert process.wait(timeout=60) == 130, output.read_text()

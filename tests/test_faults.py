@@ -5,14 +5,13 @@ import json
 import re
 import signal
 import sqlite3
-import subprocess
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import redis
-from proc import state, wait_for
+from proc import interrupted, spawned, state, wait_for
 from summaries import run_row
 from test_matrix import CACHEBENCH, Told, cachebench, processes_of
 
@@ -373,14 +372,11 @@ def test_a_matrix_stopped_during_a_stall_continues_the_server_and_stops_everythi
     tmp_path, own_servers
 ):
     out, errors = tmp_path / "run", tmp_path / "stderr"
-    with errors.open("w") as stderr:
-        process = subprocess.Popen(
-            [str(CACHEBENCH), "run", "--caches", "redis", *SHORT, "--fault", "cache-stall@0:2.4",
-             "--out", str(out)],
-            stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
-            env=own_servers("redis"),
-        )  # fmt: skip
-    try:
+    command = [
+        str(CACHEBENCH), "run", "--caches", "redis", *SHORT, "--fault", "cache-stall@0:2.4",
+        "--out", str(out),
+    ]  # fmt: skip
+    with spawned(command, errors, env=own_servers("redis")) as process:
         # The run's own Redis, stopped (redis-server overwrites its environment with its
         # title: processes_of does not find it).
         stalled = wait_for(
@@ -389,11 +385,7 @@ def test_a_matrix_stopped_during_a_stall_continues_the_server_and_stops_everythi
             errors,
             timeout=120,
         )
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=60) == 130, errors.read_text()
-    finally:
-        if process.poll() is None:
-            process.kill()
+        interrupted(process, signal.SIGINT, errors)
     assert "interrupted: kept the 1 finished runs" in errors.read_text()
     assert processes_of(out) == []
     assert state(stalled[0]) is None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from proc import wait_for
+from proc import interrupted, spawned, wait_for
 from summaries import run_row
 
 from cachebench.cli import build_parser, options_from
@@ -493,22 +493,16 @@ def processes_of(run_dir: Path) -> list[int]:
 def test_a_stopped_matrix_leaves_no_process_and_keeps_the_finished_runs(tmp_path, signum):
     out = tmp_path / "run"
     errors = tmp_path / "stderr"
-    with errors.open("w") as stderr:
-        process = subprocess.Popen(
-            [str(CACHEBENCH), "run", "--caches", "none,simple", "--scenarios", "read_heavy",
-             "--repeats", "3", "--warmup", "0", "--duration", "3", "--work-ms", "10",
-             "--out", str(out)],
-            stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
-        )  # fmt: skip
-    try:
+    command = [
+        str(CACHEBENCH), "run", "--caches", "none,simple", "--scenarios", "read_heavy",
+        "--repeats", "3", "--warmup", "0", "--duration", "3", "--work-ms", "10",
+        "--out", str(out),
+    ]  # fmt: skip
+    with spawned(command, errors) as process:
         wait_for(lambda: "[1/6]" in errors.read_text(), process, errors, timeout=120)
         # Into the second run: its gunicorn and Locust are up.
         wait_for(lambda: len(processes_of(out)) >= 2, process, errors)
-        process.send_signal(signum)
-        assert process.wait(timeout=60) == 130, errors.read_text()
-    finally:
-        if process.poll() is None:
-            process.kill()
+        interrupted(process, signum, errors)
     assert "interrupted: kept the 1 finished runs" in errors.read_text()
     assert processes_of(out) == []
     summary = pd.read_csv(out / "summary.csv")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from proc import wait_for
+from proc import interrupted, spawned, wait_for
 
 from cachebench.matrix import Options, OptionsError, validate
 from cachebench.netns import (
@@ -241,22 +241,13 @@ def test_a_stopped_hosts_run_leaves_nothing(hosts_machine, tmp_path, signum):
     before_namespaces, before_links = namespaces(), links()
     out = tmp_path / "run"
     errors = tmp_path / "stderr"
-    with errors.open("w") as stderr:
-        process = subprocess.Popen(
-            run_hosts(out, "--caches", "simple", "--duration", "60"),
-            stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
-        )  # fmt: skip
-    try:
+    with spawned(run_hosts(out, "--caches", "simple", "--duration", "60"), errors) as process:
         # Mid-run: Locust's workers are up on their hosts.
         wait_for(
             lambda: list(out.glob("histories/*/locust-locust-2.log")), process, errors, timeout=120
         )
         started = processes_of(out)
-        process.send_signal(signum)
-        assert process.wait(timeout=60) == 130, errors.read_text()
-    finally:
-        if process.poll() is None:
-            process.kill()
+        interrupted(process, signum, errors)
     assert "interrupted: kept the 0 finished runs" in errors.read_text()
     assert namespaces() == before_namespaces
     assert links() == before_links
