@@ -221,7 +221,8 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     add(
         "--seed",
         choices=SEED_CHOICES,
-        help=f"PUT every id before measuring, or none (default: {defaults.seed})",
+        help="all: PUT every id before measuring; warm: then GET each once, so that the caches "
+        f"start full; none: neither (default: {defaults.seed})",
     )
     add(
         "--capacities",

@@ -20,9 +20,11 @@ if TYPE_CHECKING:
 DEFAULT_KEYS = 100
 DEFAULT_KEY_DIST = "zipf"
 DEFAULT_ZIPF_S = 1.0
-# all: PUT every id before the measured period; none: leave the keyspace as the store has it,
-# so an id never written reads as absent (404), which a large keyspace needs.
-SEED_CHOICES = ("all", "none")
+# all: PUT every id before the measured period; warm: then GET every id once, so that the
+# measured period starts with every id cached instead of with the cache's cold start; none:
+# leave the keyspace as the store has it, so an id never written reads as absent (404), which
+# a large keyspace needs.
+SEED_CHOICES = ("all", "warm", "none")
 DEFAULT_SEED = "all"
 # Open loop: how arrivals are spaced, and the operations a process keeps outstanding at most.
 ARRIVALS = ("poisson", "constant")
@@ -96,6 +98,13 @@ def arrival_rate(value: Any) -> float:
     return number
 
 
+def seconds(value: Any) -> float:
+    number = _number(value)
+    if not (math.isfinite(number) and number > 0):
+        raise argparse.ArgumentTypeError(f"must be seconds > 0, not {value!r}")
+    return number
+
+
 def in_flight_cap(value: Any) -> int:
     return _count(value)
 
@@ -166,8 +175,9 @@ def add_options(parser: "LocustArgumentParser") -> None:
         choices=SEED_CHOICES,
         default=DEFAULT_SEED,
         env_var="LOCUST_SEED",
-        help="all: PUT every id once before measuring; none: no PUT, an id never written "
-        f"reads as absent, 404 (default {DEFAULT_SEED}).",
+        help="all: PUT every id once before measuring; warm: then GET every id once, so that "
+        "a cache starts the measured period full; none: no PUT, an id never written reads as "
+        f"absent, 404 (default {DEFAULT_SEED}).",
     )
     option(
         "--random-seed",
@@ -177,6 +187,15 @@ def add_options(parser: "LocustArgumentParser") -> None:
         help="Draw the operations and ids from this seed: a test run again with it sends the "
         "same operations in the same order (each process its own sequence). Without it, a "
         "fresh draw each time.",
+    )
+    option(
+        "--measure-time",
+        type=seconds,
+        default=None,
+        env_var="LOCUST_MEASURE_TIME",
+        help="Stop the test this many seconds after seeding finished, when the measured "
+        "period began (Locust's --run-time counts the seeding too). Without it, the test runs "
+        "until --run-time or until stopped.",
     )
     option(
         "--history-dir",
@@ -247,6 +266,7 @@ class Settings:
     arrival: str = DEFAULT_ARRIVAL
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     random_seed: int | None = None
+    measure_time: float | None = None
 
     @classmethod
     def from_options(cls, options: argparse.Namespace | None) -> "Settings":
@@ -282,5 +302,9 @@ _CHECKS = {
     "arrival": arrival_kind,
     "max_in_flight": in_flight_cap,
     "random_seed": random_seed,
+    "measure_time": seconds,
 }
-_OPTIONAL = {"history_dir", "max_failure_rate", "max_stale_rate", "arrival_rate", "random_seed"}
+_OPTIONAL = {
+    "history_dir", "max_failure_rate", "max_stale_rate", "arrival_rate", "random_seed",
+    "measure_time",
+}  # fmt: skip

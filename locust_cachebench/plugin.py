@@ -86,6 +86,7 @@ class RunListeners:
         self.run = run
         self.verdicts: list[thresholds.Verdict] = []  # judged at `quitting`, recorded at `quit`
         self.flusher: gevent.Greenlet | None = None
+        self.timer: gevent.Greenlet | None = None  # ends the test at --measure-time
         self.quitting = False
         self.sender = HistorySender(run) if run.is_worker else None
         self.gatherer = HistoryGatherer(run, self.write_record) if run.is_master else None
@@ -134,8 +135,8 @@ class RunListeners:
         if not run.is_worker:
             try:
                 host = run.environment.host or DEFAULT_HOST
-                seeded = run.settings.keys if run.settings.seed == "all" else 0
-                seed(host, seeded, run.history, run.process)
+                seeded = 0 if run.settings.seed == "none" else run.settings.keys
+                seed(host, seeded, run.history, run.process, warm=run.settings.seed == "warm")
             except SeedError as exc:
                 self.abort(str(exc))
                 return
@@ -143,6 +144,8 @@ class RunListeners:
             # The measured period starts now, not when seeding began.
             run.environment.stats.reset_all()
             self.tell_seeded()
+            if run.settings.measure_time is not None:
+                self.timer = gevent.spawn_later(run.settings.measure_time, self.stop_test)
         if run.open_loop and not run.is_master:
             run.start_arrivals()
         run.cpu.start()
@@ -166,6 +169,8 @@ class RunListeners:
 
     def on_test_stopping(self, **_kwargs: object) -> None:
         self.run.t_stop_ns = time.time_ns()
+        if self.timer is not None and self.timer is not gevent.getcurrent():
+            self.timer.kill(block=False)  # stopped before its time: not the next test's end
         self.run.stop_arrivals()
 
     def on_test_stop(self, **_kwargs: object) -> None:
@@ -243,9 +248,14 @@ class RunListeners:
         """Stop the test before it measures anything, with `message` and exit code 2."""
         log.error(message)
         self.run.error = message
-        runner = self.run.environment.runner
-        if runner is None:  # run_single_user
+        if self.run.environment.runner is None:  # run_single_user
             sys.exit(message)
-        options = self.run.environment.parsed_options
         # Not from within test_start, which runs in the greenlet that quit() would kill.
-        gevent.spawn(runner.quit if options is None or options.headless else runner.stop)
+        gevent.spawn(self.stop_test)
+
+    def stop_test(self) -> None:
+        """End the test as Locust's --run-time does: headless, Locust quits; with the web UI,
+        the test stops and the UI stays."""
+        runner = self.run.environment.runner
+        options = self.run.environment.parsed_options
+        (runner.quit if options is None or options.headless else runner.stop)()

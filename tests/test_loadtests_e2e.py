@@ -449,7 +449,7 @@ def test_a_run_that_cannot_seed_measures_nothing(locust, tmp_path):
     )
     assert code == 2, output
     run = run_file(history)
-    assert run["error"].startswith(f"seeding {run['host']} failed ({KEYS} PUTs), first: PUT ")
+    assert run["error"].startswith(f"seeding {run['host']} failed ({KEYS} requests), first: PUT ")
     assert run["error"] in output
     assert run["t_seeded_ns"] is None
     assert run["requests"] == 0
@@ -630,6 +630,45 @@ def test_ctrl_c_on_every_process_keeps_every_history(serve, locust, tmp_path):
         (path,) = history_files(directory)
         assert (history / path.name).read_bytes() == path.read_bytes()
     assert check_run(history)[0] == 0
+
+
+@pytest.mark.redis
+def test_a_warm_seeding_fills_the_cache_and_the_test_ends_its_measure_time_later(
+    serve, locust, tmp_path
+):
+    history = tmp_path / "history"
+    url = serve(CACHE_BACKEND="redis", VIDEOS_WORK_MS=WORK_MS)
+    args = ("--seed", "warm", "--measure-time", "1.5", "-u", "2", "-t", "60s")
+    code, output = run_to_end(
+        locust, "-f", "loadtests/read_heavy.py", *headless(url, history, *args)
+    )
+    assert code == 0, output
+
+    run = run_file(history)
+    assert (run["seed"], run["measure_time"]) == ("warm", 1.5)
+    # Ended by --measure-time after seeding, long before Locust's --run-time.
+    assert 1.5e9 <= run["t_stop_ns"] - run["t_seeded_ns"] < 60e9
+    seeding, load = split_seeding(history)
+    puts, gets = seeding[seeding["op"] == "put"], seeding[seeding["op"] == "get"]
+    keys = list(range(1, KEYS + 1))
+    assert sorted(puts["key"]) == keys
+    assert sorted(gets["key"]) == keys
+    assert puts["t_complete_ns"].max() <= gets["t_invoke_ns"].min()
+    assert (gets["status"] == 200).all()
+    assert (
+        gets.set_index("key")["value"]
+        .sort_index()
+        .equals(puts.set_index("key")["value"].sort_index())
+    )
+    # The measured load starts from a full cache: a GET of an id not written since is a hit.
+    load = load.sort_values("t_invoke_ns")
+    writes = load[load["op"] != "get"].groupby("key")["t_invoke_ns"].min()
+    first_gets = load[load["op"] == "get"].groupby("key").first()
+    untouched = first_gets[
+        first_gets["t_complete_ns"] < writes.reindex(first_gets.index).fillna(float("inf"))
+    ]
+    assert len(untouched) > 0
+    assert (untouched["cache"] == "HIT").all()
 
 
 def test_a_random_seed_sends_the_same_operations_again(serve, locust, tmp_path):

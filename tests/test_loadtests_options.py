@@ -18,6 +18,7 @@ from locust_cachebench.options import (
     keys_count,
     random_seed,
     rate,
+    seconds,
     zipf_exponent,
 )
 
@@ -45,6 +46,8 @@ from locust_cachebench.options import (
         (random_seed, "0", 0),
         (random_seed, 0, 0),
         (random_seed, "42", 42),
+        (seconds, "5", 5.0),
+        (seconds, "0.25", 0.25),
     ],
 )
 def test_good_values(check, value, expected):
@@ -84,6 +87,10 @@ def test_good_values(check, value, expected):
         (random_seed, "2.5"),
         (random_seed, "lucky"),
         (random_seed, True),
+        (seconds, "0"),
+        (seconds, "-1"),
+        (seconds, "inf"),
+        (seconds, "10s"),
     ],
 )
 def test_bad_values_say_what_is_accepted(check, value):
@@ -117,6 +124,7 @@ def test_the_open_loop_settings():
     # The web UI's form leaves an option without a default empty: the closed loop, no seed.
     assert Settings.from_options(argparse.Namespace(arrival_rate="")).arrival_rate is None
     assert Settings.from_options(argparse.Namespace(random_seed="")).random_seed is None
+    assert Settings.from_options(argparse.Namespace(measure_time="")).measure_time is None
     with pytest.raises(SettingsError, match=r"^--max-in-flight: must be a whole number >= 1"):
         Settings.from_options(argparse.Namespace(max_in_flight=0))
 

@@ -204,7 +204,7 @@ def test_an_incomplete_history_is_not_judged_and_exits_with_2(environment, tmp_p
 def test_a_run_that_could_not_seed_measured_nothing(environment):
     env = environment("--keys", "2", host=f"http://127.0.0.1:{free_port()}")
     env.events.test_start.fire(environment=env)
-    assert env.cachebench.error.startswith(f"seeding {env.host} failed (2 PUTs), first: PUT ")
+    assert env.cachebench.error.startswith(f"seeding {env.host} failed (2 requests), first: PUT ")
     request(env, failed=True)  # whatever Locust counted, a threshold cannot pass it
     assert quit_locust(env) == 2
 
@@ -309,6 +309,7 @@ def test_the_options_are_a_group_of_their_own():
         "--zipf-s",
         "--seed",
         "--random-seed",
+        "--measure-time",
         "--history-dir",
         "--max-failure-rate",
         "--max-stale-rate",
@@ -334,6 +335,7 @@ def test_the_web_ui_has_a_cache_hits_tab(environment, monkeypatch):
         "zipf_s",
         "seed",
         "random_seed",
+        "measure_time",
         "max_failure_rate",
         "max_stale_rate",
         "arrival_rate",

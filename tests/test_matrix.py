@@ -17,6 +17,7 @@ from summaries import run_row
 from cachebench.cli import build_parser, options_from
 from cachebench.matrix import (
     MIN_OPS,
+    QUICK,
     Options,
     OptionsError,
     check_target,
@@ -332,8 +333,14 @@ def test_quick_run_runs_the_cells_asked_for(quick_run):
     # Each run's conditions, recorded as it started.
     assert (summary["load_avg_1m"] >= 0).all()
     assert (summary["affinity"].astype(str) == cpu_list(os.sched_getaffinity(0))).all()
+    # The plugin stopped the load once seeding, the warm-up and the whole --duration were done.
+    assert (summary["window_s"] == QUICK["duration_s"]).all()
     for run in summary.itertuples():
         directory = quick_run / "histories" / f"{run.cache}-{run.scenario}-r1"
+        record = json.loads((directory / "locust-run.json").read_text())
+        # Every cache starts the measured period full; `none` has nothing to warm.
+        assert record["seed"] == ("all" if run.cache == "none" else "warm")
+        assert record["measure_time"] == QUICK["warmup_s"] + QUICK["duration_s"]
         assert list(directory.glob("history-*.csv"))
         assert (directory / "final-reads.csv").is_file()
         assert (directory / "visibility.csv").is_file()
