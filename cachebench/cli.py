@@ -439,7 +439,7 @@ def _add_sweep_options(sweep: argparse.ArgumentParser) -> None:
         "offered rates and write sweep.csv, metadata.json, report.md and report.html into "
         "--out: the latency–throughput curves and the capacity at the objective. Takes "
         "`run`'s options (but --arrival-rate: the rates are --rates); by default "
-        + ", ".join(f"{k}={','.join(v) if isinstance(v, tuple) else v}"
+        + ", ".join(f"--{k.removesuffix('_s')} {','.join(v) if isinstance(v, tuple) else f'{v:g}'}"
                     for k, v in SWEEP_DEFAULTS.items())
         + f"; --quick also searches from {QUICK_SEARCH['start_rps']:g} ops/s with "
         f"{QUICK_SEARCH['doublings']} doublings and {QUICK_SEARCH['bisections']} bisection."

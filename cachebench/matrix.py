@@ -144,7 +144,10 @@ class Options:
     caches: tuple[str, ...] = CACHE_BACKENDS
     scenarios: tuple[str, ...] = field(default_factory=default_scenarios)
     repeats: int = 3
-    duration_s: float = 4.0
+    # Six seconds make every cell's throughput CV < 5 % here: at 4, a write_heavy or simple
+    # cell's few hundred misses still varied by 5-7 % from run to run (README, CPU affinity
+    # and precision).
+    duration_s: float = 6.0
     # After --seed warm the caches hold every id; a second lets the writes bring them down to
     # the scenario's steady hit rate (a cold start took 3 s to the hot ids, 10 to the tail).
     warmup_s: float = 1.0
