@@ -24,7 +24,7 @@ from reports.history import HistoryError
 from reports.history_format import FILE_PATTERN, FINAL_READS_FILE
 
 if TYPE_CHECKING:
-    from cachebench.matrix import Options, Run
+    from cachebench.plan import Options, Run
 
 # The matrix runner (cachebench.matrix) and the comparison bring matplotlib and scipy, a
 # second or more of start-up: only `run` and `compare` import them, when they are used. So
@@ -131,7 +131,7 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
 def _add_run_options(run: argparse.ArgumentParser) -> None:
     from cachebench.capacity import DEFAULT_REDIS_POLICY, REDIS_POLICIES
     from cachebench.faults import KINDS
-    from cachebench.matrix import QUICK, Options
+    from cachebench.plan import QUICK, Options
     from cachebench.topology import DEFAULT_LOADGEN_HOSTS, DEFAULT_SERVICE_HOSTS, TOPOLOGIES
     from service.settings import CACHE_BACKENDS, CACHE_STRATEGIES, FILLS, INVALIDATIONS, WORK_PHASES
 
@@ -301,7 +301,7 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
 def add_load_options(parser: argparse.ArgumentParser) -> None:
     """How the load is offered and where each side runs: `run`'s and `sweep`'s."""
     from cachebench.affinity import HELP
-    from cachebench.matrix import Options
+    from cachebench.plan import Options
 
     defaults = Options()
     add = parser.add_argument
@@ -349,7 +349,7 @@ def options_from(
     args: argparse.Namespace, defaults: Mapping[str, object] | None = None
 ) -> "Options":
     """Options' defaults, then `defaults`, then --quick's, then every option given."""
-    from cachebench.matrix import QUICK, Options
+    from cachebench.plan import QUICK, Options
 
     options = replace(Options(), **{**(defaults or {}), **(QUICK if args.quick else {})})
     given = {f.name: getattr(args, f.name) for f in fields(Options) if hasattr(args, f.name)}
@@ -367,14 +367,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from cachebench.matrix import (
-        OptionsError,
-        prepare_out,
-        run_matrix,
-        save,
-        unstable_cells,
-        validate,
-    )
+    from cachebench.matrix import run_matrix, save, unstable_cells
+    from cachebench.plan import OptionsError, prepare_out, validate
     from cachebench.processes import RUN_MARKER
 
     # What a run writes is its user's, as the service's files are: --out and the directories
@@ -464,7 +458,7 @@ def _add_sweep_options(sweep: argparse.ArgumentParser) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from cachebench.matrix import OptionsError, prepare_out, validate
+    from cachebench.plan import OptionsError, prepare_out, validate
     from cachebench.processes import RUN_MARKER
     from cachebench.sweep import (
         DEFAULT_SLO_P99_MS,

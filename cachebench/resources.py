@@ -113,7 +113,7 @@ def sqlite_probe(database: Path) -> Probe:
 
 
 def probes(settings: Mapping[str, object]) -> list[Probe]:
-    """What to sample for a service run with `settings` (as matrix.service_settings makes
+    """What to sample for a service run with `settings` (as one_run.service_settings makes
     them): its processes always; its cache server, cache directory and SQLite store if it has
     them. A postgres store is not sampled."""
     found: list[Probe] = [process_memory]

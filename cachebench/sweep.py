@@ -15,18 +15,9 @@ from dataclasses import asdict, dataclass, field, replace
 
 import pandas as pd
 
-from cachebench.matrix import (
-    MIN_OPS,
-    CellRunner,
-    Options,
-    Progress,
-    Run,
-    attempt,
-    cache_servers,
-    plan,
-    run_fitted,
-    save_metadata,
-)
+from cachebench.matrix import CellRunner, attempt, cache_servers, run_fitted, save_metadata
+from cachebench.one_run import MIN_OPS, Progress
+from cachebench.plan import Options, Run, plan
 from reports.sweep import COLUMNS, FAIL, PASS, rate_verdict, run_verdict, write_sweep_report
 
 AUTO = "auto"

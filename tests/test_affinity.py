@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cachebench import matrix
+from cachebench import matrix, plan
 from cachebench.affinity import CpuSets, cpu_sets, more_processes, parse_cpus, pinned
 from cachebench.processes import children
 
@@ -181,9 +181,9 @@ def test_a_saturated_run_is_made_again_with_one_more_process_while_a_cpu_is_spar
                 "loadgen_cpu_warning": False}  # fmt: skip
 
     monkeypatch.setattr(matrix, "run_one", run_one)
-    run = matrix.Run("redis", "read_heavy", 1, 1, 1)
-    options = matrix.Options(affinity="0-3:4", out=tmp_path)
-    monkeypatch.setattr(matrix, "cpu_sets", lambda *_, **__: CpuSets(frozenset(range(4))))
+    run = plan.Run("redis", "read_heavy", 1, 1, 1)
+    options = plan.Options(affinity="0-3:4", out=tmp_path)
+    monkeypatch.setattr(plan, "cpu_sets", lambda *_, **__: CpuSets(frozenset(range(4))))
     row = matrix.run_fitted(run, options, {}, None)
     assert made == [1, 2, 3]
     assert row["processes"] == 3

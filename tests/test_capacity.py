@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from cachebench.capacity import MEMCACHED_ENTRIES_PER_MB, capacity_entries, sized_server
-from cachebench.matrix import Options, OptionsError, plan, validate
+from cachebench.plan import Options, OptionsError, plan, validate
 from service.cache import cache
 from tests.test_matrix import cachebench
 

@@ -25,7 +25,8 @@ from cachebench.faults import (
     not_applicable,
     parse_fault,
 )
-from cachebench.matrix import Options, OptionsError, plan, run_matrix, validate
+from cachebench.matrix import run_matrix
+from cachebench.plan import Options, OptionsError, plan, validate
 from cachebench.processes import children
 from cachebench.servers import SERVERS, answers, private_instance
 from reports.history import read_history

@@ -15,21 +15,10 @@ from proc import interrupted, spawned, wait_for
 from summaries import run_row
 
 from cachebench.cli import build_parser, options_from
-from cachebench.matrix import (
-    MIN_OPS,
-    QUICK,
-    Options,
-    OptionsError,
-    check_target,
-    flag_unstable,
-    invalid_reason,
-    plan,
-    prepare_out,
-    run_matrix,
-    unstable_cells,
-    validate,
-)
+from cachebench.matrix import flag_unstable, run_matrix, unstable_cells
 from cachebench.metadata import cpu_list
+from cachebench.one_run import MIN_OPS, invalid_reason
+from cachebench.plan import QUICK, Options, OptionsError, check_target, plan, prepare_out, validate
 from cachebench.processes import ServerError
 from cachebench.scenarios import default_scenarios
 from cachebench.servers import SERVERS, needed
@@ -95,7 +84,7 @@ def test_an_out_directory_that_cannot_be_written_is_one_line(tmp_path):
 
 
 def test_a_missing_tool_is_one_line_saying_what_to_install(monkeypatch, tmp_path):
-    monkeypatch.setattr("cachebench.matrix.LOCUST", tmp_path / "locust")
+    monkeypatch.setattr("cachebench.plan.LOCUST", tmp_path / "locust")
     with pytest.raises(
         OptionsError, match=r"^Locust is not installed beside .*pip install -e \.\)$"
     ):

@@ -8,15 +8,9 @@ import pytest
 from summaries import run_row
 
 from cachebench.cli import build_parser, options_from
-from cachebench.matrix import (
-    Options,
-    OptionsError,
-    plan,
-    run_matrix,
-    run_work_ms,
-    service_settings,
-    validate,
-)
+from cachebench.matrix import run_matrix
+from cachebench.one_run import service_settings
+from cachebench.plan import Options, OptionsError, plan, run_work_ms, validate
 from cachebench.strategies import applies_to, extra_store_reads
 from service.settings import CACHING
 

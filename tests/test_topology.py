@@ -17,7 +17,6 @@ import pandas as pd
 import pytest
 from proc import interrupted, spawned, wait_for
 
-from cachebench.matrix import Options, OptionsError, validate
 from cachebench.netns import (
     SUBNET,
     entered,
@@ -27,6 +26,7 @@ from cachebench.netns import (
     processes_in,
     run_namespaces,
 )
+from cachebench.plan import Options, OptionsError, validate
 from cachebench.processes import ServerError
 from cachebench.topology import Layout, built, haproxy_config
 from tests.test_matrix import CACHEBENCH, cachebench, processes_of
