@@ -19,6 +19,7 @@ from unittest import mock
 import pytest
 
 with mock.patch.dict(os.environ, {"LOCUST_SKIP_MONKEY_PATCH": "1"}):
+    import gevent
     import gevent.monkey
     import locust.log
     from locust.argument_parser import get_empty_argument_parser, setup_parser_arguments
@@ -357,3 +358,33 @@ def test_the_web_ui_has_a_cache_hits_tab(environment, monkeypatch):
 def test_locust_did_not_monkey_patch_this_session():
     assert not gevent.monkey.is_module_patched("socket")
     assert not gevent.monkey.is_module_patched("threading")
+
+
+def wait_for_greenlets(condition, timeout: float = 30) -> None:
+    """Let the plugin's greenlets run until `condition()` holds (or `timeout` seconds pass)."""
+    with gevent.Timeout(timeout, False):
+        while not condition():
+            gevent.sleep(0.01)
+
+
+@pytest.mark.parametrize(("mode", "ends_with"), [(("--headless",), "quit"), ((), "stop")])
+def test_the_measure_time_ends_the_test_as_run_time_would(environment, serve, mode, ends_with):
+    """Headless, Locust quits; with the web UI, the test stops and the UI stays."""
+    env = environment(*mode, "--keys", "2", "--measure-time", "0.05", host=serve())
+    ended = []
+    env.runner.quit = lambda: ended.append("quit")
+    env.runner.stop = lambda: ended.append("stop")
+    env.events.test_start.fire(environment=env)
+    assert env.cachebench.t_seeded_ns is not None
+    wait_for_greenlets(lambda: ended)
+    assert ended == [ends_with]
+
+
+def test_a_test_stopped_before_its_measure_time_is_not_ended_again(environment, serve):
+    env = environment("--keys", "2", "--measure-time", "0.05", host=serve())
+    ended = []
+    env.runner.stop = lambda: ended.append("stop")
+    env.events.test_start.fire(environment=env)
+    env.events.test_stopping.fire(environment=env)  # stopped from the web UI, say
+    gevent.sleep(0.5)  # ten times the measure time: its end would have come by now
+    assert ended == []
