@@ -91,18 +91,20 @@ def rate(value: Any) -> float:
     return number
 
 
-def arrival_rate(value: Any) -> float:
+def _positive(value: Any, unit: str) -> float:
+    """`value` as a finite number > 0 of `unit`, which the message names."""
     number = _number(value)
     if not (math.isfinite(number) and number > 0):
-        raise argparse.ArgumentTypeError(f"must be operations per second > 0, not {value!r}")
+        raise argparse.ArgumentTypeError(f"must be {unit} > 0, not {value!r}")
     return number
+
+
+def arrival_rate(value: Any) -> float:
+    return _positive(value, "operations per second")
 
 
 def seconds(value: Any) -> float:
-    number = _number(value)
-    if not (math.isfinite(number) and number > 0):
-        raise argparse.ArgumentTypeError(f"must be seconds > 0, not {value!r}")
-    return number
+    return _positive(value, "seconds")
 
 
 def in_flight_cap(value: Any) -> int:
